@@ -1,0 +1,1 @@
+"""The ``higround`` command line."""

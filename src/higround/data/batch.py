@@ -1,0 +1,60 @@
+"""The padded paragraph batch every model consumes.
+
+Shapes: B paragraphs, ``N_V`` clips, ``N_W`` words (all sentences of a paragraph concatenated in
+order), ``N_S`` sentences. Masks are ``True`` for real entries, ``False`` for padding; padded
+entries hold zeros (ids/positions ``0``, sentence index ``-1``) and must never change a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ParagraphBatch:
+    """A collated batch of paragraphs with their clip features.
+
+    Attributes:
+        video: ``(B, N_V, D_v)`` float clip features.
+        video_mask: ``(B, N_V)`` bool.
+        words: ``(B, N_W)`` long vocabulary ids of the paragraph's words.
+        word_mask: ``(B, N_W)`` bool.
+        word_sentence: ``(B, N_W)`` long, index of each word's sentence in its paragraph (-1: pad).
+        word_position: ``(B, N_W)`` long, position of each word inside its sentence (0: pad).
+        sentence_mask: ``(B, N_S)`` bool.
+        sentence_length: ``(B, N_S)`` long, words per sentence (0: pad).
+        spans: ``(B, N_S, 2)`` float ground-truth (start, end) normalised by duration to [0, 1].
+        durations: ``(B,)`` float video durations in seconds.
+        video_ids: the B video ids.
+        paragraph_index: ``(B,)`` long, paragraph index within its video.
+        sentence_index: ``(B, N_S)`` long, each sentence's index in its video's annotation (-1: pad).
+    """
+
+    video: Tensor
+    video_mask: Tensor
+    words: Tensor
+    word_mask: Tensor
+    word_sentence: Tensor
+    word_position: Tensor
+    sentence_mask: Tensor
+    sentence_length: Tensor
+    spans: Tensor
+    durations: Tensor
+    video_ids: list[str]
+    paragraph_index: Tensor
+    sentence_index: Tensor
+
+    def to(self, device: torch.device | str) -> ParagraphBatch:
+        """The same batch with every tensor on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
+    def __len__(self) -> int:
+        return int(self.video.shape[0])
