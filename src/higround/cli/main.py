@@ -8,10 +8,7 @@ from collections.abc import Sequence
 
 from higround import __version__
 from higround.cli import data_cmd, evaluate_cmd
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2, no traceback."""
+from higround.errors import HigroundError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, FileNotFoundError, ValueError, KeyError) as err:
+    except (HigroundError, FileNotFoundError) as err:
         # Readers and stores raise errors that already name the file and the record.
         print(f"higround {args.command}: error: {err}", file=sys.stderr)
         return 2
