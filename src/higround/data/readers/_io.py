@@ -1,0 +1,51 @@
+"""File reading helpers shared by the format parsers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from higround.errors import DataError
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook: ``json`` keeps the last of duplicate keys, which would drop a record silently."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(Exception):
+    """Raised inside the JSON hook; turned into a DataError naming the file."""
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; bad JSON or a duplicate key (e.g. a video id twice) is a DataError."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise DataError(f"{path}: duplicate key {err.args[0]!r}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON: {err}") from None
+
+
+def load_json_line(path: Path, line_no: int, line: str) -> Any:
+    """Parse one line of a JSON-lines file (``line_no`` counts from 1, for the message)."""
+    try:
+        return json.loads(line, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise DataError(f"{path}: line {line_no}: duplicate key {err.args[0]!r}") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {line_no}: not valid JSON: {err}") from None
+
+
+def expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) -> Any:
+    """``value`` if it is of ``kind``; otherwise the file's layout is not the expected one."""
+    if not isinstance(value, kind):
+        raise DataError(f"{path}: {what} is {type(value).__name__}, not the expected layout")
+    return value

@@ -1,0 +1,47 @@
+"""QVHighlights ``highlight_{split}_release.jsonl``: one query a line.
+
+``{qid, query, vid, duration, relevant_windows: [[s, e], ...], relevant_clip_ids, saliency_scores}``.
+A video (``vid``) holds one single-sentence paragraph per query (the sentence-grounding view; the
+queries of one video are independent, not a narrative). Every window is kept in
+:attr:`Sentence.windows`, the first is ``(start, end)``; ``relevant_clip_ids`` and
+``saliency_scores`` go to :attr:`Sentence.extra`; the key is ``str(qid)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from higround.data.readers._io import expect, load_json_line
+from higround.data.readers._table import Table, as_number
+from higround.errors import DataError
+
+EXTRA_FIELDS = ("relevant_clip_ids", "saliency_scores")
+
+
+def parse_qvhighlights(path: Path, split: str, table: Table) -> None:
+    """Fill ``table`` from a QVHighlights JSON-lines file (``split`` is unused)."""
+    del split
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = expect(load_json_line(path, line_no, line), dict, path, f"line {line_no}")
+            vid, qid = record.get("vid"), record.get("qid")
+            if not isinstance(vid, str) or qid is None:
+                raise DataError(f"{path}: line {line_no}: needs a 'vid' string and a 'qid'")
+            if str(qid) in seen:
+                raise DataError(f"{path}: line {line_no}: duplicate qid {qid!r}")
+            seen.add(str(qid))
+            pos = table.video(vid, as_number(record.get("duration")))
+            windows = record.get("relevant_windows", [])
+            table.sentence(
+                pos,
+                record.get("query"),
+                windows if isinstance(windows, list) else [windows],
+                paragraph=len(table.video_rows[pos]),
+                key=str(qid),
+                extra={k: record[k] for k in EXTRA_FIELDS if k in record},
+                multi=True,
+                where=f"line {line_no}, qid {qid}",
+            )
