@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from higround import __version__
-from higround.cli import data_cmd, evaluate_cmd
+from higround.cli import (
+    baseline_cmd,
+    data_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    extract_cmd,
+    ground_cmd,
+    predict_cmd,
+    train_cmd,
+)
 from higround.errors import HigroundError
 
 
@@ -18,7 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"higround {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (data_cmd, evaluate_cmd):
+    for module in (
+        data_cmd,
+        evaluate_cmd,
+        train_cmd,
+        predict_cmd,
+        baseline_cmd,
+        demo_cmd,
+        extract_cmd,
+        ground_cmd,
+    ):
         module.register(sub)
     return parser
 
