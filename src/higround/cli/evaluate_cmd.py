@@ -1,17 +1,218 @@
-"""Placeholder: replaced by its owner."""
+"""``higround evaluate``: score a predictions file against an annotation file.
+
+``higround evaluate --predictions P --annotations A [--dataset NAME] [--thresholds 0.3 0.5 0.7]
+[--exclusive] [--allow-missing] [--allow-unknown] [--json OUT]`` reads P (``higround.predictions.v1``
+JSON or Moment-DETR JSON lines), matches it to A's sentences by key, prints the metrics table of
+:mod:`higround.metrics` (percent) and optionally writes them (fractions) to a JSON file, atomically.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from higround.cli.predict_cmd import add_checkpoint_data_arguments, open_from_args
+from higround.data.readers import available_datasets, load_annotation_file
+from higround.errors import ConfigError
+from higround.metrics import (
+    align_predictions,
+    check_thresholds,
+    format_metrics,
+    read_predictions,
+    score_alignment,
+    thresholds_for,
+)
+from higround.metrics.predictions import atomic_write_text
+
+METRICS_FORMAT = "higround.metrics.v1"
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of how predictions are scored and reported (any source of predictions)."""
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", metavar="M", help="tIoU thresholds (default: the dataset's)"
+    )
+    parser.add_argument("--exclusive", action="store_true", help="a hit needs IoU > m (default IoU >= m)")
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="score sentences without a prediction as misses"
+    )
+    parser.add_argument(
+        "--allow-unknown", action="store_true", help="ignore predictions for keys not in the annotations"
+    )
+    parser.add_argument(
+        "--nms-threshold", type=float, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
 
 
 def register(sub: Any) -> None:
-    """Register this sub-command."""
-    del sub
+    """Add ``evaluate`` to the top-level sub-parsers."""
+    parser = sub.add_parser("evaluate", help="score predictions against annotations")
+    # Where predictions come from: exactly one source (a `--checkpoint` source can join this group).
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--predictions", metavar="FILE", help="higround.predictions.v1 .json or Moment-DETR .jsonl file"
+    )
+    source.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help="a trained checkpoint (.ckpt or .safetensors): predict, then score",
+    )
+    parser.add_argument("--split", help="split to predict and score (with --checkpoint), e.g. test")
+    add_checkpoint_data_arguments(parser)
+    parser.add_argument("--annotations", metavar="FILE", help="annotation file (with --predictions)")
+    parser.add_argument(
+        "--dataset",
+        choices=available_datasets(),
+        help="benchmark of --annotations (default: the predictions file's; .jsonl -> qvhighlights)",
+    )
+    parser.add_argument(
+        "--predictions-format",
+        choices=("auto", "higround", "moment_detr"),
+        default="auto",
+        help="format of --predictions (default: from its suffix and content)",
+    )
+    add_scoring_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def resolve_dataset(given: str | None, from_predictions: str | None, annotations: str) -> str:
+    """The benchmark name: ``--dataset``, else the predictions file's, else ``.jsonl`` -> QVHighlights."""
+    if given:
+        return given
+    if from_predictions in available_datasets():
+        return str(from_predictions)
+    if Path(annotations).suffix == ".jsonl":
+        return "qvhighlights"
+    raise ConfigError(
+        f"cannot tell the benchmark of {annotations}: give --dataset ({', '.join(available_datasets())})"
+    )
+
+
+def print_report(metrics: Mapping[str, float], *, title: str, notes: Sequence[str] = ()) -> None:
+    """Print a title line, notes (one line each) and the metrics table in percent."""
+    print(title)
+    for note in notes:
+        print(f"note: {note}")
+    print(format_metrics(metrics))
+
+
+def write_metrics_json(path: str | Path, metrics: Mapping[str, float], info: Mapping[str, Any]) -> None:
+    """Write ``info`` and the ``metrics`` (fractions) as one JSON object, atomically."""
+    payload = {"format": METRICS_FORMAT, **info, "metrics": dict(metrics)}
+    atomic_write_text(Path(path), json.dumps(payload, indent=2) + "\n")
+
+
+def _keys(keys: Sequence[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run it."""
-    del args
+    """Evaluate from the selected source of predictions."""
+    if args.checkpoint:
+        return run_checkpoint(args)
+    return run_predictions(args)
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    """``--checkpoint CKPT --split SPLIT``: predict the split with the model, score, print, write ``--json``.
+
+    The predictions go through the same alignment and scoring as a predictions file; the data paths
+    default to the checkpoint's recipe (``--annotations-root``, ``--features`` override them).
+    """
+    if not args.split:
+        raise ConfigError("--split SPLIT is required with --checkpoint")
+    if args.annotations:
+        raise ConfigError("--annotations is for --predictions; with --checkpoint use --annotations-root DIR")
+    split_run = open_from_args(args)
+    name = split_run.config.data.dataset
+    if args.dataset and args.dataset != name:
+        raise ConfigError(f"--dataset {args.dataset} but the checkpoint was trained on {name}")
+    dataset = split_run.data.annotations(args.split)
+    alignment = align_predictions(split_run.records(args.split), dataset)
+    given = args.thresholds or split_run.config.eval.thresholds
+    thresholds = check_thresholds(given) if given else thresholds_for(name)
+    metrics = score_alignment(
+        alignment, thresholds=thresholds, inclusive=not args.exclusive, nms_threshold=args.nms_threshold
+    )
+    rule = "IoU > m" if args.exclusive else "IoU >= m"
+    notes = [dataset.report.summary()] if dataset.report.clamped or dataset.report.skipped else []
+    print_report(
+        metrics,
+        title=(
+            f"{name} {dataset.split}: {len(alignment)} sentences ({dataset.report.source})\n"
+            f"checkpoint: {args.checkpoint} (device {split_run.device}); hit: {rule}; values in %"
+        ),
+        notes=notes,
+    )
+    if args.json:
+        info = {
+            "dataset": name,
+            "split": dataset.split,
+            "annotations": dataset.report.source,
+            "checkpoint": str(args.checkpoint),
+            "sentences": len(alignment),
+            "hit_rule": rule,
+            "thresholds": list(thresholds),
+        }
+        write_metrics_json(args.json, metrics, info)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_predictions(args: argparse.Namespace) -> int:
+    """``--predictions FILE --annotations FILE``: read both, score, print, write ``--json``."""
+    if not args.annotations:
+        raise ConfigError("--annotations FILE is required with --predictions")
+    predictions = read_predictions(args.predictions, args.predictions_format)
+    name = resolve_dataset(args.dataset, predictions.dataset, args.annotations)
+    dataset = load_annotation_file(name, args.annotations)
+    alignment = align_predictions(
+        predictions, dataset, allow_missing=args.allow_missing, allow_unknown=args.allow_unknown
+    )
+    thresholds = check_thresholds(args.thresholds) if args.thresholds else thresholds_for(name)
+    metrics = score_alignment(
+        alignment, thresholds=thresholds, inclusive=not args.exclusive, nms_threshold=args.nms_threshold
+    )
+    notes = []
+    if predictions.dataset not in (None, name):
+        notes.append(f"the predictions file names dataset {predictions.dataset!r}; scored as {name!r}")
+    if alignment.missing:
+        notes.append(
+            f"{len(alignment.missing)} sentence(s) without a prediction scored as misses (IoU 0): "
+            f"{_keys(alignment.missing)}"
+        )
+    if alignment.unknown:
+        notes.append(
+            f"{len(alignment.unknown)} prediction(s) for keys not in the annotations ignored: "
+            f"{_keys(alignment.unknown)}"
+        )
+    if dataset.report.clamped or dataset.report.skipped:
+        notes.append(dataset.report.summary())
+    rule = "IoU > m" if args.exclusive else "IoU >= m"
+    print_report(
+        metrics,
+        title=(
+            f"{name} {dataset.split}: {len(alignment)} sentences ({args.annotations})\n"
+            f"predictions: {args.predictions} ({predictions.format}); hit: {rule}; values in %"
+        ),
+        notes=notes,
+    )
+    if args.json:
+        info = {
+            "dataset": name,
+            "split": dataset.split,
+            "annotations": str(args.annotations),
+            "predictions": str(args.predictions),
+            "sentences": len(alignment),
+            "missing": len(alignment.missing),
+            "unknown": len(alignment.unknown),
+            "hit_rule": rule,
+            "thresholds": list(thresholds),
+        }
+        write_metrics_json(args.json, metrics, info)
+        print(f"wrote {args.json}")
     return 0

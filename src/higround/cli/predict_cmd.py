@@ -1,17 +1,66 @@
-"""Placeholder: replaced by its owner."""
+"""``higround predict``: write a checkpoint's predictions for a split.
+
+``higround predict --checkpoint CKPT --split test --out preds.json`` grounds every paragraph of the
+split and writes the predictions file of :mod:`higround.metrics` (paragraph-, sentence- and
+word-level spans in seconds), atomically. Data paths default to the checkpoint's recipe.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from higround.metrics import write_predictions
+
+
+def add_checkpoint_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that point a checkpoint's recipe at data (shared with ``evaluate --checkpoint``)."""
+    parser.add_argument("--annotations-root", help="annotation folder (default: the checkpoint's data.root)")
+    parser.add_argument("--features", help="feature store (default: the checkpoint's data.features)")
+    parser.add_argument("--feature-key", help="entry template in the store (default: the checkpoint's)")
+    parser.add_argument("--limit", type=int, help="only the first N paragraphs of the split")
+    parser.add_argument("--batch-size", type=int, help="paragraphs per batch")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+
 
 def register(sub: Any) -> None:
-    """Register this sub-command."""
-    del sub
+    """Add ``predict`` to the top-level sub-parsers."""
+    parser = sub.add_parser("predict", help="write a checkpoint's predictions for a split")
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt or .safetensors (+ .json) file")
+    parser.add_argument("--split", required=True, help="split name, e.g. test or val_2")
+    parser.add_argument("--out", required=True, help="predictions file to write")
+    add_checkpoint_data_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def open_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~higround.engine.evaluation.SplitRun` of ``--checkpoint`` and the data options."""
+    # Imported here: the engine pulls in Lightning, which other sub-commands do not need.
+    from higround.engine.evaluation import open_checkpoint
+
+    return open_checkpoint(
+        args.checkpoint,
+        annotations_root=args.annotations_root,
+        features=args.features,
+        feature_key=args.feature_key,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run it."""
-    del args
+    """Predict ``--split`` and write ``--out``."""
+    split_run = open_from_args(args)
+    records = split_run.records(args.split)
+    data = split_run.config.data
+    split = split_run.data.annotations(args.split).split  # the file's split ("val_2" for "test")
+    meta = {"checkpoint": str(args.checkpoint), "model": "hscnet", "features": data.features}
+    write_predictions(args.out, records, dataset=data.dataset, split=split, meta=meta)
+    paragraphs = len({(r.video_id, r.paragraph_index) for r in records})
+    print(
+        f"wrote {args.out}: {len(records)} sentences in {paragraphs} paragraphs ({data.dataset} {args.split})"
+    )
     return 0

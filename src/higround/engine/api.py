@@ -1,0 +1,139 @@
+"""Python API: ground a paragraph in a video's clip features with a trained checkpoint.
+
+>>> grounder = Grounder.from_checkpoint("runs/hscnet_tacos/checkpoints/best.ckpt")  # doctest: +SKIP
+>>> result = grounder.ground(features, ["a man opens the fridge.", "he takes out a carrot."], 92.4)
+>>> result.spans  # doctest: +SKIP
+[(3.1, 10.8), (10.2, 21.5)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from higround.data.batching import collate_paragraphs
+from higround.data.dataset import make_item
+from higround.data.features import l2_normalize
+from higround.data.schema import Paragraph, Sentence, Span
+from higround.engine.checkpoint import load_checkpoint
+from higround.engine.config import Config
+from higround.errors import DataError
+from higround.models.hscnet import HSCNet
+from higround.text.tokenizer import tokenize
+from higround.text.vocab import Vocabulary
+
+_VIDEO = "<input>"  # the video id named in error messages about API input
+
+
+def _pairs(spans: np.ndarray) -> list[Span]:
+    return [(float(s), float(e)) for s, e in spans.reshape(-1, 2)]
+
+
+@dataclass(frozen=True)
+class GroundingResult:
+    """The groundings of one paragraph, in seconds.
+
+    Attributes:
+        spans: the final (start, end) of every sentence, in order (the model's answer).
+        sentence_spans: the sentence decoder's spans (before the final grounding head).
+        paragraph_span: the paragraph decoder's span (``None`` when the model has no such level).
+        word_spans: per sentence, the span of each of its word tokens (``None`` without word decoder).
+        words: per sentence, its word tokens (as the model read them).
+        duration: the video duration the spans were scaled by.
+    """
+
+    spans: list[Span]
+    sentence_spans: list[Span]
+    paragraph_span: Span | None
+    word_spans: list[list[Span]] | None
+    words: list[list[str]]
+    duration: float
+
+
+class Grounder:
+    """A trained model with its vocabulary and feature settings, ready to ground paragraphs."""
+
+    def __init__(self, model: HSCNet, vocab: Vocabulary, config: Config, device: str | torch.device = "cpu"):
+        """Wrap ``model`` (moved to ``device``, eval mode) trained with ``vocab`` and ``config``."""
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.vocab = vocab
+        self.config = config
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Grounder:
+        """Load a training checkpoint (``.ckpt``) or exported weights (``.safetensors`` + ``.json``).
+
+        The file alone suffices: it carries the weights, word vectors, config and vocabulary.
+        """
+        loaded = load_checkpoint(path)
+        return cls(loaded.build_model(), loaded.vocab, loaded.config, device)
+
+    @property
+    def num_clips(self) -> int:
+        """``N^V``: clips the features are resampled to."""
+        return self.model.config.num_clips
+
+    @property
+    def video_dim(self) -> int:
+        """The clip feature size the model expects."""
+        return self.model.config.video_dim
+
+    def ground(self, features: np.ndarray, sentences: Sequence[str], duration: float) -> GroundingResult:
+        """Ground ``sentences`` (a paragraph, in order) in a video.
+
+        Args:
+            features: ``(T, D)`` clip features of the video, extracted as for training (same
+                backbone, same ``D``); resampled to :attr:`num_clips`.
+            sentences: the paragraph's sentences.
+            duration: the video duration in seconds.
+
+        Raises:
+            DataError: features of the wrong shape or with non-finite values, no sentence, a sentence
+                without a word, or a non-positive duration.
+        """
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] != self.video_dim:
+            raise DataError(
+                f"video {_VIDEO}: features of shape {features.shape}, "
+                f"the model expects (T >= 1, {self.video_dim})"
+            )
+        if not np.isfinite(features).all():
+            raise DataError(f"video {_VIDEO}: features hold non-finite values")
+        if not (np.isfinite(duration) and duration > 0):
+            raise DataError(f"video {_VIDEO}: duration {duration} is not a positive number of seconds")
+        paragraph = Paragraph(
+            _VIDEO,
+            float(duration),
+            tuple(
+                Sentence(text, 0.0, float(duration), i, f"{_VIDEO}#{i}") for i, text in enumerate(sentences)
+            ),
+        )
+        if self.config.data.normalize:  # training normalised each clip before resampling (in the store)
+            features = l2_normalize(features)
+        item = make_item(paragraph, features, self.vocab, self.num_clips)
+        batch = collate_paragraphs([item]).to(self.device)
+        with torch.inference_mode():
+            output = self.model(batch)
+        scale = float(duration)
+        word_spans = None
+        if output.word_spans is not None and output.word_span_mask is not None:
+            real = output.word_span_mask[0].cpu().numpy()
+            flat = output.word_spans[0].float().cpu().numpy()[real] * scale
+            ends = np.cumsum(real.sum(axis=1))[:-1]
+            word_spans = [_pairs(part) for part in np.split(flat, ends)]
+        paragraph_span = None
+        if output.paragraph_span is not None:
+            paragraph_span = _pairs(output.paragraph_span[0].float().cpu().numpy() * scale)[0]
+        return GroundingResult(
+            spans=_pairs(output.spans[0].float().cpu().numpy() * scale),
+            sentence_spans=_pairs(output.sentence_spans[0].float().cpu().numpy() * scale),
+            paragraph_span=paragraph_span,
+            word_spans=word_spans,
+            words=[tokenize(s) for s in sentences],
+            duration=scale,
+        )

@@ -1,0 +1,438 @@
+"""Training configuration: layered YAML files, ``key=value`` overrides and typed validation.
+
+A config file is a YAML mapping with the sections of :class:`Config`. A top-level ``base:`` entry
+(a path relative to the file, or a list of them) names files merged underneath it, so a dataset
+recipe only states what differs from ``configs/hscnet/base.yaml``. Overrides use dotted keys
+(``data.features=/x.hdf5 trainer.devices=2 model.loss_weights.grounding_l1=2``); their values are
+parsed as YAML (``null``, numbers, ``[0.3, 0.5]``). Every key is checked against the typed schema:
+an unknown key or a value of the wrong type raises :class:`~higround.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from higround.errors import ConfigError
+from higround.models.hscnet import HSCNetConfig
+
+# Model dimensions the engine fills from the data: clip feature size and word-vector size.
+AUTO_MODEL_KEYS = ("video_dim", "word_dim")
+
+
+@dataclass
+class DataConfig:
+    """Where the annotations and features are, and how they are batched.
+
+    Attributes:
+        dataset: reader name (``higround data list``), e.g. ``tacos_paragraphs``.
+        root: the benchmark's annotation folder (or a data root holding it).
+        features: the feature store (one HDF5 file or a folder of .npy/.npz files).
+        feature_key: entry template in the store, e.g. ``{video_id}/c3d_features``; null: detected.
+        normalize: L2-normalise every clip feature.
+        train_split, val_split, test_split: split names; ``val_split: null`` trains without validation.
+        max_sentences: split paragraphs into chunks of at most this many sentences (all splits).
+        on_bad: ``error`` or ``skip`` bad annotation records.
+        limit: keep only the first N paragraphs of every split (smoke tests, debugging).
+        batch_size: paragraphs per training batch (per device).
+        eval_batch_size: paragraphs per evaluation batch (null: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (null: when training on a GPU).
+        persistent_workers: keep workers alive between epochs (ignored without workers).
+    """
+
+    dataset: str = "tacos_paragraphs"
+    root: str | None = None
+    features: str | None = None
+    feature_key: str | None = None
+    normalize: bool = False
+    train_split: str = "train"
+    val_split: str | None = "val"
+    test_split: str = "test"
+    max_sentences: int | None = None
+    on_bad: str = "error"
+    limit: int | None = None
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    num_workers: int = 4
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_bad not in ("error", "skip"):
+            raise ConfigError(f"config: data.on_bad must be 'error' or 'skip', got {self.on_bad!r}")
+        _at_least(self, "data", ("batch_size", "eval_batch_size", "limit", "max_sentences"), 1)
+        _at_least(self, "data", ("num_workers",), 0)
+
+
+@dataclass
+class TextConfig:
+    """Vocabulary and initial word vectors.
+
+    Attributes:
+        word_vectors: ``glove-6b-50d`` (offline default), ``learned``, a GloVe text file such as
+            ``glove.840B.300d.txt`` (the paper), or a ``.npy`` matrix with ``<stem>.vocab.txt``.
+        min_count: keep training-split words seen at least this often.
+        max_vocab: keep at most this many words (null: all).
+    """
+
+    word_vectors: str = "glove-6b-50d"
+    min_count: int = 1
+    max_vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        _at_least(self, "text", ("min_count",), 1)
+        _at_least(self, "text", ("max_vocab",), 0)
+
+
+@dataclass
+class OptimConfig:
+    """Adam (HSCNet 4.2: learning rate 1e-4, no weight decay)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"config: optim.lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"config: optim.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of the ``lightning.Trainer`` and its callbacks.
+
+    Attributes:
+        max_epochs: epochs to train (EarlyStopping may stop earlier).
+        accelerator: ``auto``, ``cpu``, ``gpu``/``cuda``, ...
+        devices: devices per node (a count, ``-1`` or ``auto`` for all visible ones).
+        num_nodes: machines (multi-node DDP).
+        strategy: ``auto`` (DDP when more than one device), ``ddp``, ...
+        precision: ``auto`` (bf16-mixed on a GPU that supports it, else 16-mixed; 32 on CPU) or any
+            Lightning precision string.
+        gradient_clip_val: clip the gradient norm to this value (null: no clipping, as the paper).
+        accumulate_grad_batches: batches per optimiser step.
+        early_stopping_patience: validations without a better val mIoU before stopping (null: never).
+        check_val_every_n_epoch: validate every N epochs.
+        log_every_n_steps: logging interval.
+        deterministic: ask torch for deterministic kernels.
+        progress_bar: show the progress bar.
+    """
+
+    max_epochs: int = 50
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+    early_stopping_patience: int | None = 10
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    deterministic: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        keys = ("max_epochs", "num_nodes", "accumulate_grad_batches", "check_val_every_n_epoch")
+        _at_least(self, "trainer", (*keys, "log_every_n_steps"), 1)
+        _at_least(self, "trainer", ("early_stopping_patience",), 0)
+        if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
+            raise ConfigError(f"config: trainer.gradient_clip_val must be > 0, got {self.gradient_clip_val}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        thresholds: tIoU thresholds of the R1@m columns (null: the dataset's Table 1 columns).
+    """
+
+    thresholds: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.thresholds is not None and not all(0 < t <= 1 for t in self.thresholds):
+            raise ConfigError(f"config: eval.thresholds must lie in (0, 1], got {self.thresholds}")
+
+
+@dataclass
+class Config:
+    """A whole training recipe.
+
+    Attributes:
+        name: run name (the folder under ``output_dir``).
+        seed: seeds model initialisation, shuffling and dropout.
+        output_dir: where run folders are created.
+        resume: a checkpoint to resume training from (exactly, see docs/training.md).
+        data, text, optim, trainer, eval: the sections above.
+        model: :class:`~higround.models.hscnet.HSCNetConfig` fields; ``video_dim`` and ``word_dim``
+            may be null (taken from the features and word vectors).
+    """
+
+    name: str = "hscnet"
+    seed: int = 0
+    output_dir: str = "runs"
+    resume: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: dict[str, Any] = field(default_factory=lambda: default_model_section())
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML/JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Validate a nested mapping against the schema (missing keys take their defaults).
+
+        Raises:
+            ConfigError: an unknown key, a value of the wrong type or out of range.
+        """
+        return typing.cast(Config, _build(cls, data, ""))
+
+    def model_config(self, video_dim: int | None = None, word_dim: int | None = None) -> HSCNetConfig:
+        """The :class:`HSCNetConfig` of this recipe, with null dimensions filled from the data.
+
+        Raises:
+            ConfigError: a dimension is still unknown, or the recipe fixes one that differs from the data.
+        """
+        values = dict(self.model)
+        for key, found in (("video_dim", video_dim), ("word_dim", word_dim)):
+            given = values.get(key)
+            if given is not None and found is not None and given != found:
+                source = "features" if key == "video_dim" else "word vectors"
+                raise ConfigError(
+                    f"config: model.{key}={given} but the {source} have {found} channels "
+                    f"(set model.{key}={found} or null to take it from the data)"
+                )
+            if given is None:
+                if found is None:
+                    raise ConfigError(f"config: model.{key} is unknown; set it or give the data")
+                values[key] = found
+        return HSCNetConfig.from_dict(values)
+
+
+def default_model_section() -> dict[str, Any]:
+    """HSCNetConfig defaults, with the data-given dimensions left null."""
+    values = HSCNetConfig().to_dict()
+    values.update(dict.fromkeys(AUTO_MODEL_KEYS))
+    return values
+
+
+def _at_least(obj: object, section: str, names: Sequence[str], low: int) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ConfigError(f"config: {section}.{name} must be >= {low}, got {value}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against the type hint ``tp``; raises ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None:
+            if type(None) in options:
+                return None
+        else:
+            for option in options:
+                if option is type(None):
+                    continue
+                try:
+                    return _coerce(value, option, key)
+                except ConfigError:
+                    continue
+    elif origin is dict and isinstance(value, Mapping):
+        key_type, value_type = typing.get_args(tp)
+        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    elif origin is list and isinstance(value, list | tuple):
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string: accept any float literal.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"config: {key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _unknown(key: str, known: Sequence[str]) -> ConfigError:
+    leaf = key.rsplit(".", 1)[-1]
+    prefix = key[: -len(leaf)]
+    near = difflib.get_close_matches(leaf, known, n=1)
+    hint = f" (did you mean '{prefix}{near[0]}'?)" if near else f" (known: {', '.join(known)})"
+    return ConfigError(f"config: unknown key '{key}'{hint}")
+
+
+def _model_hints() -> dict[str, Any]:
+    hints = typing.get_type_hints(HSCNetConfig)
+    for key in AUTO_MODEL_KEYS:
+        hints[key] = int | None
+    return hints
+
+
+def _model_section(data: Any, key: str) -> dict[str, Any]:
+    """The ``model`` section: HSCNetConfig fields typed, null dimensions allowed, ranges checked."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {key} must be a mapping, got {data!r}")
+    hints = _model_hints()
+    values = default_model_section()
+    for name, value in data.items():
+        if name not in hints:
+            raise _unknown(f"{key}.{name}", sorted(hints))
+        values[name] = _coerce(value, hints[name], f"{key}.{name}")
+    # Range checks of HSCNetConfig itself, with placeholder dimensions where the data will decide.
+    HSCNetConfig.from_dict({**values, **{k: values[k] or 1 for k in AUTO_MODEL_KEYS}})
+    return values
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """An instance of dataclass ``cls`` from a mapping, recursing into nested sections."""
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in known:
+            raise _unknown(key, known)
+        tp = hints[name]
+        if name == "model" and cls is Config:
+            values[name] = _model_section(value, key)
+        elif isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+            values[name] = _build(tp, value, f"{key}.")
+        else:
+            values[name] = _coerce(value, tp, key)
+    return cls(**values)
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, any other value of ``update`` replaces the base's."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a config file with its ``base:`` files merged underneath.
+
+    Raises:
+        FileNotFoundError: the file (or a base) does not exist.
+        ConfigError: the file is not a YAML mapping, or the bases form a cycle.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"config: {path} includes itself through 'base'")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config: {path} is not valid YAML: {err}") from err
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping, got {type(data).__name__}")
+    bases = data.pop("base", None) or []
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = merge(merged, read_yaml(path.parent / base, (*_seen, path)))
+    return merge(merged, data)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item has no ``=`` or an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"config: override {item!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"config: override {item!r} conflicts with an earlier one")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The validated :class:`Config` of a YAML file (or the defaults) with ``key=value`` overrides.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: an unknown key, a wrong type or an out-of-range value (named in the message).
+    """
+    raw = read_yaml(path) if path is not None else {}
+    return Config.from_dict(merge(raw, parse_overrides(overrides)))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write ``config`` as YAML, atomically (temp file beside ``path`` + ``os.replace``)."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder, moved into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,104 @@
+"""Turning model outputs into per-sentence predictions in seconds, gathering them across ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from higround.data.batch import ParagraphBatch
+from higround.metrics import grounding_metrics, thresholds_for
+from higround.models.hscnet import HSCNetOutput
+
+
+@dataclass
+class SentencePredictions:
+    """One row per grounded sentence (flat numpy arrays, all of length N).
+
+    Attributes:
+        video_ids: ``(N,)`` object array of video ids.
+        sentence_index: ``(N,)`` int64, the sentence's index in its video's annotation.
+        spans: ``(N, 2)`` float64 predicted (start, end) in seconds.
+        targets: ``(N, 2)`` float64 ground-truth (start, end) in seconds.
+    """
+
+    video_ids: np.ndarray
+    sentence_index: np.ndarray
+    spans: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @classmethod
+    def from_batch(cls, output: HSCNetOutput, batch: ParagraphBatch) -> SentencePredictions:
+        """The final spans of every real sentence of ``batch``, scaled by their video's duration."""
+        mask = batch.sentence_mask.cpu()
+        durations = batch.durations.detach().double().cpu()
+        per_sentence = durations[:, None].expand_as(mask)[mask]
+        counts = mask.sum(dim=1).numpy()
+        return cls(
+            video_ids=np.repeat(np.asarray(batch.video_ids, dtype=object), counts),
+            sentence_index=batch.sentence_index.cpu()[mask].numpy().astype(np.int64),
+            spans=(output.spans.detach().double().cpu()[mask] * per_sentence[:, None]).numpy(),
+            targets=(batch.spans.detach().double().cpu()[mask] * per_sentence[:, None]).numpy(),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[SentencePredictions]) -> SentencePredictions:
+        """All rows of ``parts`` in order."""
+        if not parts:
+            pairs = np.zeros((0, 2))
+            return cls(np.zeros(0, object), np.zeros(0, np.int64), pairs, pairs)
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+    def unique(self) -> SentencePredictions:
+        """Rows with distinct (video, sentence index), first occurrence kept, sorted by that key.
+
+        A distributed sampler pads the last batches by repeating samples; this drops the repeats, and
+        the sort makes the order independent of how the data was split across ranks.
+        """
+        keys = np.char.add(self.video_ids.astype(str), "\x00")
+        order = np.lexsort((self.sentence_index, keys))
+        sorted_keys = keys[order]
+        sorted_index = self.sentence_index[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (sorted_keys[1:] != sorted_keys[:-1]) | (sorted_index[1:] != sorted_index[:-1])
+        keep = order[first]
+        return type(self)(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+
+def gather_predictions(parts: Iterable[SentencePredictions]) -> SentencePredictions:
+    """This rank's predictions joined with every other rank's (no-op without torch.distributed),
+    duplicates dropped: every rank gets the same full set, so metrics equal a one-device run."""
+    local = SentencePredictions.concatenate(list(parts))
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list[SentencePredictions | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, local)
+        local = SentencePredictions.concatenate([g for g in gathered if g is not None])
+    return local.unique()
+
+
+def predict_loader(
+    model: torch.nn.Module, loader: Iterable[ParagraphBatch], device: torch.device | str
+) -> Iterable[tuple[HSCNetOutput, ParagraphBatch]]:
+    """Run ``model`` (eval mode, no gradients) over ``loader``; yields (output, batch) on ``device``."""
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            moved = batch.to(device)
+            yield model(moved), moved
+
+
+def score(
+    predictions: SentencePredictions, dataset: str, thresholds: Sequence[float] | None = None
+) -> dict[str, float]:
+    """``R1@m`` and ``mIoU`` (fractions) of the final spans, by :func:`higround.metrics.grounding_metrics`.
+
+    ``thresholds`` default to the benchmark's Table 1 columns (:func:`higround.metrics.thresholds_for`).
+    """
+    columns = thresholds if thresholds is not None else thresholds_for(dataset)
+    return grounding_metrics(predictions.spans, predictions.targets, columns)

@@ -1,0 +1,96 @@
+"""The LightningModule: HSCNet, its losses, Adam, and validation with the one evaluator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from higround.data.batch import ParagraphBatch
+from higround.engine.checkpoint import CHECKPOINT_KEY, checkpoint_payload
+from higround.engine.config import Config
+from higround.engine.inference import SentencePredictions, gather_predictions, score
+from higround.losses import HSCNetLoss
+from higround.models.hscnet import HSCNet, HSCNetConfig, HSCNetOutput
+from higround.text.vocab import Vocabulary
+
+
+class GroundingModule(L.LightningModule):
+    """Trains :class:`HSCNet` with :class:`HSCNetLoss`; validates with R1@m / mIoU.
+
+    Logged: ``train/loss`` and ``train/<term>`` (every loss term, per epoch), ``val/loss``,
+    ``val/mIoU`` and ``val/R1@<m>`` (the dataset's thresholds, or ``eval.thresholds``). Validation
+    predictions of every rank are gathered (duplicates from distributed padding dropped) before the
+    metrics are computed, so a multi-GPU run reports the numbers a one-GPU run would. Checkpoints
+    carry the config and vocabulary (see :mod:`higround.engine.checkpoint`).
+    """
+
+    def __init__(
+        self, config: Config, model_config: HSCNetConfig, vocab: Vocabulary, word_vectors: Tensor
+    ) -> None:
+        """``word_vectors``: the ``(len(vocab), model_config.word_dim)`` initial embedding."""
+        super().__init__()
+        self.config = config
+        self.vocab = vocab
+        self.model = HSCNet(model_config, word_vectors)
+        self.criterion = HSCNetLoss(model_config)
+        self._val_parts: list[SentencePredictions] = []
+
+    def forward(self, batch: ParagraphBatch) -> HSCNetOutput:
+        """The model's predictions for ``batch``."""
+        return self.model(batch)
+
+    def on_train_batch_start(self, batch: ParagraphBatch, batch_idx: int) -> None:
+        """Reseed the RNG (dropout) from (seed, rank, epoch, batch): a resumed run draws exactly what
+        an uninterrupted one would, whatever else consumed random numbers in between."""
+        key = [self.config.seed, self.global_rank, self.current_epoch, batch_idx]
+        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+
+    def training_step(self, batch: ParagraphBatch, batch_idx: int) -> Tensor:
+        """One optimisation step's loss; every term is logged."""
+        losses = self.criterion(self.model(batch), batch)
+        size = len(batch)
+        self.log("loss", losses["total"], prog_bar=True, logger=False, batch_size=size)
+        self.log_dict(
+            {f"train/{'loss' if k == 'total' else k}": v.detach() for k, v in losses.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+            sync_dist=True,
+        )
+        return losses["total"]
+
+    def on_validation_epoch_start(self) -> None:
+        """Forget the previous validation's predictions."""
+        self._val_parts = []
+
+    def validation_step(self, batch: ParagraphBatch, batch_idx: int) -> None:
+        """Validation loss, and this batch's predictions kept for the epoch's metrics."""
+        output = self.model(batch)
+        losses = self.criterion(output, batch)
+        self.log("val/loss", losses["total"], on_epoch=True, batch_size=len(batch), sync_dist=True)
+        self._val_parts.append(SentencePredictions.from_batch(output, batch))
+
+    def on_validation_epoch_end(self) -> None:
+        """R1@m and mIoU over the whole validation split, gathered from every rank."""
+        predictions = gather_predictions(self._val_parts)
+        self._val_parts = []
+        if len(predictions) == 0:
+            return
+        metrics = score(predictions, self.config.data.dataset, self.config.eval.thresholds)
+        # Every rank holds the same gathered set, hence the same values: the mean over ranks
+        # (sync_dist) leaves them unchanged and keeps Lightning from warning.
+        self.log_dict({f"val/{k}": float(v) for k, v in metrics.items() if k != "mIoU"}, sync_dist=True)
+        self.log("val/mIoU", float(metrics["mIoU"]), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the trainable parameters (HSCNet 4.2: lr 1e-4, no weight decay)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the config and the vocabulary beside the weights."""
+        checkpoint[CHECKPOINT_KEY] = checkpoint_payload(self.config, self.model.config, self.vocab)

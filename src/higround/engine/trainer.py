@@ -1,0 +1,219 @@
+"""The ``lightning.Trainer`` of a recipe, and a whole training run (:func:`fit`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from higround.data.batch import ParagraphBatch
+from higround.engine.checkpoint import (
+    AtomicCheckpointIO,
+    LoadedCheckpoint,
+    export_safetensors,
+    load_checkpoint,
+)
+from higround.engine.config import Config, save_config
+from higround.engine.datamodule import GroundingDataModule
+from higround.engine.module import GroundingModule
+from higround.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val/mIoU"
+
+
+class ThroughputCallback(Callback):
+    """Shows training throughput (paragraphs per second, all ranks together) in the progress bar.
+
+    Measured between consecutive batch ends, so data loading counts; smoothed over recent batches.
+    """
+
+    def __init__(self, smoothing: float = 0.9) -> None:
+        """``smoothing``: weight of the running average against the newest batch."""
+        self.smoothing = smoothing
+        self._last: float | None = None
+        self._rate: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start timing the epoch's first batch."""
+        self._last = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Log the smoothed paragraphs/s of the batch just done."""
+        now = time.perf_counter()
+        if self._last is not None and now > self._last:
+            size = len(batch) if isinstance(batch, ParagraphBatch) else 0
+            rate = size * trainer.world_size / (now - self._last)
+            self._rate = (
+                rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
+            )
+            pl_module.log("para/s", self._rate, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self._last = now
+
+
+def resolve_accelerator(config: Config) -> str:
+    """``trainer.accelerator``, with ``auto`` resolved to ``gpu`` when CUDA is available, else ``cpu``."""
+    name = config.trainer.accelerator
+    if name == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def resolve_precision(config: Config) -> str:
+    """``trainer.precision``; ``auto`` is bf16-mixed on a GPU with bf16, 16-mixed on other GPUs, 32 on CPU."""
+    if config.trainer.precision != "auto":
+        return config.trainer.precision
+    if resolve_accelerator(config) in ("gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def run_dir(config: Config) -> Path:
+    """The run's folder: ``output_dir/name`` (the same on every rank, so no rank races for a name)."""
+    return Path(config.output_dir) / config.name
+
+
+def build_trainer(config: Config, directory: Path) -> L.Trainer:
+    """The Trainer of ``config`` writing into ``directory``.
+
+    Callbacks: a checkpoint after every epoch (``checkpoints/epoch=NNN.ckpt``, plus ``last.ckpt``),
+    the best by val mIoU (``checkpoints/best.ckpt``), EarlyStopping on val mIoU, the throughput
+    display. Loggers: TensorBoard (``tensorboard/``) and CSV (``csv/``), a new version per (re)start.
+    Every checkpoint is written atomically (:class:`AtomicCheckpointIO`).
+    """
+    trainer_config = config.trainer
+    has_val = config.data.val_split is not None
+    checkpoints = directory / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=checkpoints,
+            filename="epoch={epoch:03d}",
+            auto_insert_metric_name=False,
+            save_top_k=-1,
+            save_last=True,
+        ),
+        ThroughputCallback(),
+    ]
+    if has_val:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints,
+                filename="best",
+                monitor=MONITOR,
+                mode="max",
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+        if trainer_config.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
+            )
+    return L.Trainer(
+        accelerator=resolve_accelerator(config),
+        devices=trainer_config.devices,
+        num_nodes=trainer_config.num_nodes,
+        strategy=trainer_config.strategy,
+        precision=resolve_precision(config),  # type: ignore[arg-type]
+        max_epochs=trainer_config.max_epochs,
+        gradient_clip_val=trainer_config.gradient_clip_val,
+        accumulate_grad_batches=trainer_config.accumulate_grad_batches,
+        check_val_every_n_epoch=trainer_config.check_val_every_n_epoch,
+        limit_val_batches=None if has_val else 0,
+        num_sanity_val_steps=None if has_val else 0,
+        log_every_n_steps=trainer_config.log_every_n_steps,
+        deterministic=trainer_config.deterministic,
+        enable_progress_bar=trainer_config.progress_bar,
+        default_root_dir=directory,
+        callbacks=callbacks,
+        logger=[TensorBoardLogger(directory, name="tensorboard"), CSVLogger(directory, name="csv")],
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+@dataclass
+class TrainResult:
+    """Where a training run left its outputs.
+
+    Attributes:
+        run_dir: the run folder (config.yaml, checkpoints/, tensorboard/, csv/).
+        best_checkpoint: the best checkpoint by val mIoU (the last one without validation).
+        last_checkpoint: the checkpoint after the last epoch.
+        weights: the best checkpoint's weights exported as safetensors (JSON sidecar beside it).
+        best_score: the best val mIoU (``None`` without validation).
+        global_zero: whether this process is rank 0 (the one that reports).
+    """
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    weights: Path | None
+    best_score: float | None
+    global_zero: bool = True
+
+
+def _check_run_dir(config: Config, directory: Path) -> None:
+    if config.resume is None and any((directory / "checkpoints").glob("*.ckpt")):
+        raise ConfigError(
+            f"run folder {directory} already holds checkpoints: pass resume=CHECKPOINT to continue, "
+            "or another name=/output_dir= for a new run"
+        )
+
+
+def build_module(
+    config: Config, data: GroundingDataModule, resume: LoadedCheckpoint | None = None
+) -> GroundingModule:
+    """The LightningModule of ``config``: word vectors from ``text.word_vectors``, or from the
+    ``resume`` checkpoint's embedding (whose model config must then equal this recipe's)."""
+    vectors = data.word_vectors() if resume is None else resume.state_dict["embedding.weight"]
+    model_config = config.model_config(video_dim=data.store.dim, word_dim=int(vectors.shape[1]))
+    if resume is not None and model_config != resume.model_config:
+        raise ConfigError(
+            f"resume: the recipe's model config differs from the checkpoint's ({resume.path}): "
+            f"{model_config} != {resume.model_config}"
+        )
+    return GroundingModule(config, model_config, data.vocab, vectors)
+
+
+def fit(config: Config) -> TrainResult:
+    """Train ``config`` end to end; resumes exactly from ``config.resume`` when set.
+
+    Seeds everything, builds data, model and Trainer, writes ``config.yaml`` into the run folder,
+    trains, and exports the best checkpoint's weights to ``model.safetensors`` (+ ``model.json``).
+
+    Raises:
+        ConfigError: a bad recipe, or a run folder that already holds checkpoints (without resume).
+        DataError: bad annotations or features.
+    """
+    directory = run_dir(config)
+    _check_run_dir(config, directory)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    # Resuming takes the vocabulary and word vectors from the checkpoint, not from the data again.
+    resume = load_checkpoint(config.resume) if config.resume is not None else None
+    data = GroundingDataModule(config, vocab=resume.vocab if resume is not None else None)
+    module = build_module(config, data, resume)
+    trainer = build_trainer(config, directory)
+    if trainer.is_global_zero:
+        save_config(config, directory / "config.yaml")
+    trainer.fit(module, datamodule=data, ckpt_path=config.resume)
+
+    callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
+    every, best = callbacks[0], callbacks[1] if len(callbacks) > 1 else None
+    last = Path(every.last_model_path) if every.last_model_path else None
+    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else last
+    score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
+    weights = None
+    if trainer.is_global_zero and best_path is not None:
+        weights, _ = export_safetensors(best_path, directory / "model.safetensors")
+    return TrainResult(directory, best_path, last, weights, score, trainer.is_global_zero)

@@ -1,0 +1,20 @@
+"""Training losses: span regression, HSCNet's alignment and weak word losses, and its total objective."""
+
+from higround.losses.alignment import alignment_loss, clip_positives, paragraph_alignment_loss, word_positives
+from higround.losses.hscnet import HSCNetLoss
+from higround.losses.span import giou_loss, hull_span, l1_loss, span_giou
+from higround.losses.weak_word import word_subset_loss, word_union_loss
+
+__all__ = [
+    "HSCNetLoss",
+    "alignment_loss",
+    "clip_positives",
+    "giou_loss",
+    "hull_span",
+    "l1_loss",
+    "paragraph_alignment_loss",
+    "span_giou",
+    "word_positives",
+    "word_subset_loss",
+    "word_union_loss",
+]

@@ -1,0 +1,78 @@
+"""Evaluation for every model: temporal IoU, grounding recall/mIoU, Rank n@m after NMS,
+QVHighlights moment-retrieval mAP, retrieval recall, and the predictions file format.
+
+All metrics run on whole numpy arrays (padded with masks where queries differ in length) and return
+fractions in [0, 1]; :func:`format_metrics` prints them in percent. Definitions, conventions and the
+peers they follow are in docs/evaluation.md.
+"""
+
+from higround.metrics.grounding import (
+    DEFAULT_THRESHOLDS,
+    MR_THRESHOLDS,
+    best_window_iou,
+    check_thresholds,
+    grounding_metrics,
+    mean_iou,
+    recall_at_iou,
+    threshold_label,
+    thresholds_for,
+)
+from higround.metrics.iou import pairwise_temporal_iou, temporal_iou
+from higround.metrics.moment_retrieval import (
+    LENGTH_BUCKETS,
+    MAX_PREDICTIONS,
+    average_precision,
+    moment_retrieval_metrics,
+)
+from higround.metrics.predictions import (
+    FORMAT,
+    PredictionRecord,
+    Predictions,
+    read_moment_detr,
+    read_predictions,
+    write_predictions,
+)
+from higround.metrics.ranking import RankedSpans, nms_keep, pad_ranked, rank_recall
+from higround.metrics.retrieval import ranks_of, retrieval_metrics
+from higround.metrics.scoring import (
+    Alignment,
+    align_predictions,
+    evaluate,
+    format_metrics,
+    score_alignment,
+)
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "FORMAT",
+    "LENGTH_BUCKETS",
+    "MAX_PREDICTIONS",
+    "MR_THRESHOLDS",
+    "Alignment",
+    "PredictionRecord",
+    "Predictions",
+    "RankedSpans",
+    "align_predictions",
+    "average_precision",
+    "best_window_iou",
+    "check_thresholds",
+    "evaluate",
+    "format_metrics",
+    "grounding_metrics",
+    "mean_iou",
+    "moment_retrieval_metrics",
+    "nms_keep",
+    "pad_ranked",
+    "pairwise_temporal_iou",
+    "rank_recall",
+    "ranks_of",
+    "read_moment_detr",
+    "read_predictions",
+    "recall_at_iou",
+    "retrieval_metrics",
+    "score_alignment",
+    "temporal_iou",
+    "threshold_label",
+    "thresholds_for",
+    "write_predictions",
+]

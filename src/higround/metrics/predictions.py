@@ -1,0 +1,383 @@
+"""Predictions files: one documented JSON format for every model, and Moment-DETR's JSON lines.
+
+``higround.predictions.v1`` (docs/evaluation.md has the full specification)::
+
+    {"format": "higround.predictions.v1", "dataset": "activitynet_captions", "split": "val_2",
+     "meta": {...},
+     "predictions": [
+       {"key": "v_abc#0", "video_id": "v_abc", "sentence_index": 0,
+        "spans": [[12.5, 30.1], [10.0, 31.0]], "scores": [0.9, 0.4],
+        "paragraph_index": 0, "paragraph_span": [10.0, 80.0], "word_spans": [[12.0, 14.0], ...]},
+       ...]}
+
+``key`` matches :attr:`higround.data.schema.Sentence.key`; ``spans`` are seconds, ranked best first
+(the first is the prediction R1 and mIoU score); everything after ``spans`` is optional; other record
+fields are kept in :attr:`PredictionRecord.extra` and written back. Moment-DETR's
+``{qid, vid, pred_relevant_windows: [[s, e, score], ...]}`` lines read into the same records (key
+``str(qid)``; ``pred_saliency_scores`` is not read).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from higround.data.schema import Span
+from higround.errors import DataError
+
+__all__ = [
+    "FORMAT",
+    "PredictionFormat",
+    "PredictionRecord",
+    "Predictions",
+    "atomic_write_text",
+    "read_moment_detr",
+    "read_predictions",
+    "write_predictions",
+]
+
+FORMAT = "higround.predictions.v1"
+PredictionFormat = Literal["auto", "higround", "moment_detr"]
+
+_KNOWN = (
+    "key",
+    "video_id",
+    "sentence_index",
+    "spans",
+    "scores",
+    "paragraph_index",
+    "paragraph_span",
+    "word_spans",
+)
+_TOP_LEVEL = ("format", "dataset", "split", "meta", "predictions")
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One sentence's predictions (seconds).
+
+    Attributes:
+        key: the sentence's :attr:`~higround.data.schema.Sentence.key` (``"<video_id>#<index>"``, or
+            QVHighlights' ``qid``).
+        video_id: its video.
+        spans: predicted (start, end) spans ranked best first; at least one.
+        scores: one confidence per span (higher is better), or None; mAP sorts by them.
+        sentence_index: the sentence's index in its video's annotation, when known.
+        paragraph_index: its paragraph within the video, when known.
+        paragraph_span: the paragraph-level prediction (HSCNet's paragraph decoder), if any.
+        word_spans: word-level predictions, one per word, if any.
+        extra: any other JSON fields of the record, kept verbatim.
+    """
+
+    key: str
+    video_id: str
+    spans: tuple[Span, ...]
+    scores: tuple[float, ...] | None = None
+    sentence_index: int | None = None
+    paragraph_index: int | None = None
+    paragraph_span: Span | None = None
+    word_spans: tuple[Span, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The record as an error message names it."""
+        where = f"key {self.key!r}, video {self.video_id}"
+        return where + (f", sentence {self.sentence_index}" if self.sentence_index is not None else "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object of the v1 format (optional fields only when set)."""
+        out: dict[str, Any] = {"key": self.key, "video_id": self.video_id}
+        if self.sentence_index is not None:
+            out["sentence_index"] = self.sentence_index
+        out["spans"] = [list(s) for s in self.spans]
+        if self.scores is not None:
+            out["scores"] = list(self.scores)
+        if self.paragraph_index is not None:
+            out["paragraph_index"] = self.paragraph_index
+        if self.paragraph_span is not None:
+            out["paragraph_span"] = list(self.paragraph_span)
+        if self.word_spans is not None:
+            out["word_spans"] = [list(s) for s in self.word_spans]
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Predictions:
+    """A predictions file's content: records in file order, and what the file says about them."""
+
+    records: list[PredictionRecord]
+    dataset: str | None = None
+    split: str | None = None
+    source: str = "<memory>"
+    format: str = FORMAT
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class _Bad(Exception):
+    """A field-level problem; the caller adds the file and the record to the message."""
+
+
+# In-memory records may carry numpy values (the engine's outputs); files carry plain JSON.
+def _listed(x: Any) -> Any:
+    return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+def _number(x: Any, what: str) -> float:
+    if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+        raise _Bad(f"{what} must be a finite number, got {x!r}")
+    return float(x)
+
+
+def _span(x: Any, what: str) -> Span:
+    x = _listed(x)
+    if not isinstance(x, list | tuple) or len(x) != 2:
+        raise _Bad(f"{what} must be [start, end], got {x!r}")
+    start, end = _number(x[0], f"{what} start"), _number(x[1], f"{what} end")
+    if end < start:
+        raise _Bad(f"{what} ends before it starts: [{start}, {end}]")
+    return (start, end)
+
+
+def _span_list(x: Any, what: str, *, allow_empty: bool) -> tuple[Span, ...]:
+    x = _listed(x)
+    if not isinstance(x, list | tuple):
+        raise _Bad(f"{what} must be a list of [start, end], got {type(x).__name__}")
+    if not x and not allow_empty:
+        raise _Bad(f"{what} is empty: every sentence needs at least one predicted span")
+    return tuple(_span(s, f"{what}[{i}]") for i, s in enumerate(x))
+
+
+def _index(x: Any, what: str) -> int | None:
+    if x is None:
+        return None
+    if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Integral) or x < 0:
+        raise _Bad(f"{what} must be an integer >= 0, got {x!r}")
+    return int(x)
+
+
+def _check(record: PredictionRecord) -> PredictionRecord:
+    """``record`` after checking every field (raises _Bad)."""
+    if not isinstance(record.key, str) or not record.key:
+        raise _Bad(f"key must be a non-empty string, got {record.key!r}")
+    if not isinstance(record.video_id, str) or not record.video_id:
+        raise _Bad(f"video_id must be a non-empty string, got {record.video_id!r}")
+    clash = sorted(set(record.extra) & set(_KNOWN))
+    if clash:
+        raise _Bad(f"extra fields may not reuse the names of known fields: {clash}")
+    spans = _span_list(record.spans, "spans", allow_empty=False)
+    scores, given = None, _listed(record.scores)
+    if given is not None:
+        if not isinstance(given, list | tuple) or len(given) != len(spans):
+            raise _Bad(f"scores must be a list of {len(spans)} numbers (one per span), got {given!r}")
+        scores = tuple(_number(s, f"scores[{i}]") for i, s in enumerate(given))
+    paragraph, words = record.paragraph_span, record.word_spans
+    return PredictionRecord(
+        key=record.key,
+        video_id=record.video_id,
+        spans=spans,
+        scores=scores,
+        sentence_index=_index(record.sentence_index, "sentence_index"),
+        paragraph_index=_index(record.paragraph_index, "paragraph_index"),
+        paragraph_span=None if paragraph is None else _span(paragraph, "paragraph_span"),
+        word_spans=None if words is None else _span_list(words, "word_spans", allow_empty=True),
+        extra=dict(record.extra),
+    )
+
+
+def _from_json(obj: Any) -> PredictionRecord:
+    if not isinstance(obj, dict):
+        raise _Bad(f"must be a JSON object, got {type(obj).__name__}")
+    for name in ("key", "video_id", "spans"):
+        if name not in obj:
+            raise _Bad(f"has no {name!r}")
+    return _check(
+        PredictionRecord(
+            key=obj["key"],
+            video_id=obj["video_id"],
+            spans=obj["spans"],
+            scores=obj.get("scores"),
+            sentence_index=obj.get("sentence_index"),
+            paragraph_index=obj.get("paragraph_index"),
+            paragraph_span=obj.get("paragraph_span"),
+            word_spans=obj.get("word_spans"),
+            extra={k: v for k, v in obj.items() if k not in _KNOWN},
+        )
+    )
+
+
+def _describe_raw(obj: Any) -> str:
+    """What a raw record calls itself (best effort, for messages about malformed records)."""
+    if not isinstance(obj, dict):
+        return ""
+    parts = [
+        f"key {obj['key']!r}" if "key" in obj else "",
+        f"video {obj['video_id']}" if "video_id" in obj else "",
+    ]
+    if isinstance(obj.get("sentence_index"), int):
+        parts.append(f"sentence {obj['sentence_index']}")
+    named = ", ".join(p for p in parts if p)
+    return f" ({named})" if named else ""
+
+
+def _unique(records: list[PredictionRecord], where: list[str], path: str) -> None:
+    """DataError naming both places when two records share a key."""
+    first: dict[str, int] = {}
+    for i, r in enumerate(records):
+        if r.key in first:
+            raise DataError(f"{path}: {where[i]}: duplicate key {r.key!r} (first at {where[first[r.key]]})")
+        first[r.key] = i
+
+
+def _read_higround(path: Path, data: Any) -> Predictions:
+    if data.get("format") != FORMAT:
+        raise DataError(f"{path}: format is {data.get('format')!r}; this version reads {FORMAT!r}")
+    items = data.get("predictions")
+    if not isinstance(items, list):
+        raise DataError(f"{path}: 'predictions' must be a list of records")
+    records, where = [], []
+    for i, obj in enumerate(items):
+        try:
+            records.append(_from_json(obj))
+        except _Bad as err:
+            raise DataError(f"{path}: record {i}{_describe_raw(obj)}: {err}") from None
+        where.append(f"record {i}")
+    _unique(records, where, str(path))
+    for name in ("dataset", "split"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise DataError(f"{path}: {name!r} must be a string or null, got {data[name]!r}")
+    meta = data.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: 'meta' must be a JSON object")
+    meta = {**meta, **{k: v for k, v in data.items() if k not in _TOP_LEVEL}}
+    return Predictions(records, data.get("dataset"), data.get("split"), str(path), FORMAT, meta)
+
+
+def _moment_detr_record(obj: Any) -> PredictionRecord:
+    if not isinstance(obj, dict):
+        raise _Bad(f"must be a JSON object, got {type(obj).__name__}")
+    for name in ("qid", "vid", "pred_relevant_windows"):
+        if name not in obj:
+            raise _Bad(f"has no {name!r}")
+    windows = obj["pred_relevant_windows"]
+    if not isinstance(windows, list) or not windows:
+        raise _Bad("pred_relevant_windows must be a non-empty list of [start, end, score]")
+    widths = {len(w) if isinstance(w, list) else -1 for w in windows}
+    if widths not in ({2}, {3}):
+        raise _Bad("pred_relevant_windows must be all [start, end] or all [start, end, score]")
+    scored = widths == {3}
+    return _check(
+        PredictionRecord(
+            key=str(obj["qid"]),
+            video_id=obj["vid"],
+            spans=tuple(w[:2] for w in windows),
+            scores=tuple(w[2] for w in windows) if scored else None,
+        )
+    )
+
+
+def read_moment_detr(path: str | Path) -> Predictions:
+    """Read Moment-DETR JSON lines (``qid``, ``vid``, ``pred_relevant_windows``) as records."""
+    file = Path(path)
+    records, where = [], []
+    with file.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{file}: line {line_no}: not valid JSON: {err}") from None
+            qid = (
+                f" (qid {obj['qid']}, video {obj.get('vid')})"
+                if isinstance(obj, dict) and "qid" in obj
+                else ""
+            )
+            try:
+                records.append(_moment_detr_record(obj))
+            except _Bad as err:
+                raise DataError(f"{file}: line {line_no}{qid}: {err}") from None
+            where.append(f"line {line_no}")
+    _unique(records, where, str(file))
+    return Predictions(records, None, None, str(file), "moment_detr")
+
+
+def read_predictions(path: str | Path, fmt: PredictionFormat = "auto") -> Predictions:
+    """Read and validate a predictions file; DataError names the file, the record and the problem.
+
+    ``fmt="auto"`` reads ``.jsonl`` files and JSON-lines content as Moment-DETR predictions, and a
+    JSON object as the ``higround.predictions.v1`` format.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"predictions file not found: {file}")
+    if fmt == "moment_detr" or (fmt == "auto" and file.suffix == ".jsonl"):
+        return read_moment_detr(file)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{file}: not UTF-8 text: {err}") from None
+    except json.JSONDecodeError as err:
+        if fmt == "auto" and err.msg == "Extra data":  # several JSON values: JSON lines
+            return read_moment_detr(file)
+        raise DataError(f"{file}: not valid JSON: {err}") from None
+    if fmt == "auto" and isinstance(data, dict) and "pred_relevant_windows" in data:
+        return read_moment_detr(file)  # a one-line Moment-DETR file
+    if not isinstance(data, dict):
+        raise DataError(f"{file}: a predictions file is a JSON object with 'format' and 'predictions'")
+    return _read_higround(file, data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_predictions(
+    path: str | Path,
+    records: Iterable[PredictionRecord],
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``records`` as a ``higround.predictions.v1`` file, atomically, one record a line.
+
+    Every record is validated first (DataError naming the record); nothing is written on error.
+    """
+    file = Path(path)
+    checked = []
+    for i, record in enumerate(records):
+        try:
+            checked.append(_check(record))
+        except _Bad as err:
+            raise DataError(f"{file}: record {i} ({record.describe()}): {err}") from None
+    _unique(checked, [f"record {i}" for i in range(len(checked))], str(file))
+    head = {"format": FORMAT, "dataset": dataset, "split": split, "meta": dict(meta or {})}
+    try:
+        lines = ",\n".join(json.dumps(r.to_json(), allow_nan=False) for r in checked)
+        header = json.dumps(head, allow_nan=False)
+    except (TypeError, ValueError) as err:  # only ``extra`` or ``meta`` can hold such values
+        raise DataError(f"{file}: extra or meta fields are not JSON-serialisable: {err}") from None
+    body = header[:-1] + ', "predictions": [\n' + lines + ("\n" if lines else "") + "]}\n"
+    atomic_write_text(file, body)

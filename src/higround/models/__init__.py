@@ -1,0 +1,5 @@
+"""Grounding models (pure PyTorch) and the blocks they share (:mod:`higround.models.layers`)."""
+
+from higround.models.hscnet import HSCNet, HSCNetConfig, HSCNetOutput, count_parameters
+
+__all__ = ["HSCNet", "HSCNetConfig", "HSCNetOutput", "count_parameters"]

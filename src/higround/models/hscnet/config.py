@@ -1,0 +1,167 @@
+"""Every HSCNet hyper-parameter and ablation switch, serialisable for checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from higround.errors import ConfigError
+
+# Names of the loss terms returned by :class:`higround.losses.HSCNetLoss` (besides "total"); the
+# keys accepted in :attr:`HSCNetConfig.loss_weights`.
+LOSS_TERMS = (
+    "align_word",
+    "align_sentence",
+    "align_paragraph",
+    "paragraph_l1",
+    "paragraph_giou",
+    "sentence_l1",
+    "sentence_giou",
+    "word_union",
+    "word_subset",
+    "grounding_l1",
+    "grounding_giou",
+)
+
+
+@dataclass
+class HSCNetConfig:
+    """HSCNet hyper-parameters (paper defaults: ActivityNet-Captions, D = 256, C = 1, 1, 1).
+
+    Attributes:
+        video_dim: ``D_v``, the clip feature size (C3D: 500 on ActivityNet, 4096 on TACoS).
+        word_dim: ``E``, the word-vector size (GloVe: 300).
+        num_clips: ``N^V`` clips per video (256 ActivityNet, 512 TACoS). A data setting, kept here so
+            a checkpoint says how its features were sampled; the model itself accepts any length.
+        hidden_dim: ``D``.
+        num_heads: attention heads in every attention layer.
+        ffn_dim: hidden units of the FFNs / modality MLPs (default ``4 * hidden_dim``).
+        feature_layers: self-attention layers of the video and the text encoders (3.2: three).
+        word_layers, sentence_layers, paragraph_layers: ``C1``, ``C2``, ``C3`` (Table S1).
+        dropout: dropout in attention, FFNs and predictors.
+        temperature: ``tau`` of eq. 5 at every level (Table S3: 0.2).
+        sharpness_init: initial sigma of eq. 1 (learned per layer).
+        positional_encoding: add sinusoidal positions to clips and words after the input projection.
+        fine_tune_word_vectors: train the word embedding (frozen by default: GloVe without fine-tuning).
+        sentence_query_own_words: eq. 4 cross-attention restricted to the sentence's own words
+            (False: every word of the paragraph, as eq. 4 is written).
+        bidirectional_lstm: the decoder LSTMs of eq. 7-8 read both directions.
+        word_level, paragraph_level: model these levels in the encoder AND the decoder (Table 2).
+        align_word, align_sentence, align_paragraph: encoder alignment losses (Table 3).
+        paragraph_decoder, word_decoder: decoder levels (Table 4; the sentence decoder is always on).
+        loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`); missing terms weigh 1.
+    """
+
+    video_dim: int = 500
+    word_dim: int = 300
+    num_clips: int = 256
+    hidden_dim: int = 256
+    num_heads: int = 8
+    ffn_dim: int | None = None
+    feature_layers: int = 3
+    word_layers: int = 1
+    sentence_layers: int = 1
+    paragraph_layers: int = 1
+    dropout: float = 0.1
+    temperature: float = 0.2
+    sharpness_init: float = 0.1
+    positional_encoding: bool = True
+    fine_tune_word_vectors: bool = False
+    sentence_query_own_words: bool = False
+    bidirectional_lstm: bool = True
+    word_level: bool = True
+    paragraph_level: bool = True
+    align_word: bool = True
+    align_sentence: bool = True
+    align_paragraph: bool = True
+    paragraph_decoder: bool = True
+    word_decoder: bool = True
+    loss_weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check ranges; a bad value raises ConfigError naming the field."""
+        positive = ("video_dim", "word_dim", "num_clips", "hidden_dim", "num_heads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"hscnet config: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("feature_layers", "word_layers", "sentence_layers", "paragraph_layers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"hscnet config: {name} must be >= 0, got {getattr(self, name)}")
+        if self.ffn_dim is not None and self.ffn_dim < 1:
+            raise ConfigError(f"hscnet config: ffn_dim must be >= 1, got {self.ffn_dim}")
+        if self.hidden_dim % self.num_heads:
+            raise ConfigError(
+                f"hscnet config: hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.positional_encoding and self.hidden_dim % 2:
+            raise ConfigError(
+                f"hscnet config: sinusoidal positions need an even hidden_dim, got {self.hidden_dim}"
+            )
+        if self.bidirectional_lstm and self.hidden_dim % 2:
+            raise ConfigError(
+                f"hscnet config: a bidirectional LSTM needs an even hidden_dim, got {self.hidden_dim}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"hscnet config: dropout must be in [0, 1), got {self.dropout}")
+        if not self.temperature > 0:
+            raise ConfigError(f"hscnet config: temperature must be > 0, got {self.temperature}")
+        if not self.sharpness_init > 0:
+            raise ConfigError(f"hscnet config: sharpness_init must be > 0, got {self.sharpness_init}")
+        unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(f"hscnet config: unknown loss_weights {unknown}; known: {list(LOSS_TERMS)}")
+        negative = sorted(k for k, w in self.loss_weights.items() if not w >= 0)
+        if negative:
+            raise ConfigError(f"hscnet config: loss_weights must be >= 0, not for {negative}")
+
+    @property
+    def ffn_hidden(self) -> int:
+        """FFN width: ``ffn_dim`` or ``4 * hidden_dim``."""
+        return self.ffn_dim if self.ffn_dim is not None else 4 * self.hidden_dim
+
+    # A level switched off takes its decoder and its alignment loss with it (Table 2).
+    @property
+    def uses_paragraph_decoder(self) -> bool:
+        """The paragraph span is predicted (paragraph level and decoder on)."""
+        return self.paragraph_level and self.paragraph_decoder
+
+    @property
+    def uses_word_decoder(self) -> bool:
+        """Word spans are predicted (word level and decoder on)."""
+        return self.word_level and self.word_decoder
+
+    @property
+    def uses_word_alignment(self) -> bool:
+        """The video-word alignment loss (supp. eq. 3) is on."""
+        return self.word_level and self.align_word
+
+    @property
+    def uses_paragraph_alignment(self) -> bool:
+        """The video-paragraph alignment loss (supp. eq. 5) is on."""
+        return self.paragraph_level and self.align_paragraph
+
+    def weight(self, term: str) -> float:
+        """The weight of loss ``term`` (1 unless set in :attr:`loss_weights`)."""
+        return float(self.loss_weights.get(term, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HSCNetConfig:
+        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"hscnet config: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"hscnet config: unknown key(s) {unknown}")
+        values = dict(data)
+        if "loss_weights" in values:
+            values["loss_weights"] = dict(values["loss_weights"])
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ConfigError(f"hscnet config: {err}") from err
