@@ -80,6 +80,14 @@ def test_overrides_are_typed_and_nested() -> None:
     assert config.name == "123"
     assert config.model["num_clips"] == 512  # untouched keys keep the recipe's value
     assert parse_overrides(["a.b.c=1", "a.d=x"]) == {"a": {"b": {"c": 1}, "d": "x"}}
+    # A key template stays text (YAML alone would read {video_id} as a set); real mappings parse.
+    assert parse_overrides(["data.feature_key={video_id}/c3d_features"]) == {
+        "data": {"feature_key": "{video_id}/c3d_features"}
+    }
+    assert parse_overrides(["data.feature_key={video_id}"]) == {"data": {"feature_key": "{video_id}"}}
+    assert parse_overrides(["model.loss_weights={grounding_l1: 2}"]) == {
+        "model": {"loss_weights": {"grounding_l1": 2}}
+    }
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from typing import Any
 from higround.cli.predict_cmd import add_checkpoint_data_arguments, open_from_args
 from higround.data.readers import available_datasets, load_annotation_file
 from higround.errors import ConfigError
+from higround.io import atomic_write_text
 from higround.metrics import (
     align_predictions,
     check_thresholds,
@@ -25,7 +26,6 @@ from higround.metrics import (
     score_alignment,
     thresholds_for,
 )
-from higround.metrics.predictions import atomic_write_text
 
 METRICS_FORMAT = "higround.metrics.v1"
 

@@ -7,6 +7,7 @@ entries hold zeros (ids/positions ``0``, sentence index ``-1``) and must never c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -47,14 +48,17 @@ class ParagraphBatch:
     paragraph_index: Tensor
     sentence_index: Tensor
 
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> ParagraphBatch:
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: fn(v) for k, v in tensors.items() if isinstance(v, Tensor)})
+
     def to(self, device: torch.device | str) -> ParagraphBatch:
         """The same batch with every tensor on ``device``."""
-        moved = {
-            f.name: getattr(self, f.name).to(device)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
-        return replace(self, **moved)
+        return self._map(lambda t: t.to(device))
+
+    def pin_memory(self) -> ParagraphBatch:
+        """The same batch in page-locked memory; DataLoader(pin_memory=True) calls this."""
+        return self._map(Tensor.pin_memory)
 
     def __len__(self) -> int:
         return int(self.video.shape[0])

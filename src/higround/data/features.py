@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 import string
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import h5py
 import numpy as np
 
 from higround.errors import ConfigError, DataError
+from higround.io import atomic_path
 
 # Suffixes stripped when an annotation id and a store id differ only by the video file's extension
 # (TACoS annotations say "s13-d21.avi"; self-extracted features are often saved as "s13-d21").
@@ -437,19 +437,11 @@ def write_hdf5_store(
     path = Path(path)
     template = _KeyTemplate(key)
     checked = {vid: _check_features(np.asarray(a), str(path), vid) for vid, a in items.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for vid, features in checked.items():
-                dataset = f.create_dataset(template.format(vid), data=features)
-                for name, value in (attrs or {}).get(vid, {}).items():
-                    dataset.attrs[name] = value
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for vid, features in checked.items():
+            dataset = f.create_dataset(template.format(vid), data=features)
+            for name, value in (attrs or {}).get(vid, {}).items():
+                dataset.attrs[name] = value
 
 
 def resample(features: np.ndarray, num_clips: int) -> np.ndarray:

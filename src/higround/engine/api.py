@@ -4,11 +4,16 @@
 >>> result = grounder.ground(features, ["a man opens the fridge.", "he takes out a carrot."], 92.4)
 >>> result.spans  # doctest: +SKIP
 [(3.1, 10.8), (10.2, 21.5)]
+
+On a video file (features extracted with the checkpoint's backbone, see docs/own_video.md):
+
+>>> video = grounder.encode_video("kitchen.mp4")  # doctest: +SKIP
+>>> grounder.ground_video(video, "A man opens the fridge. He takes out a carrot.").spans  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +28,12 @@ from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config
 from higround.errors import DataError
 from higround.models.hscnet import HSCNet
+from higround.text.sentences import split_sentences
 from higround.text.tokenizer import tokenize
 from higround.text.vocab import Vocabulary
+from higround.video.extract import VideoFeatures, encode_video, resolve_device
+from higround.video.grounding import check_settings, plan_extraction
+from higround.video.settings import FeatureSettings, settings_from_config
 
 _VIDEO = "<input>"  # the video id named in error messages about API input
 
@@ -63,6 +72,7 @@ class Grounder:
         self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.config = config
+        self.source = "model"  # named in error messages; the file for a loaded checkpoint
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Grounder:
@@ -71,7 +81,9 @@ class Grounder:
         The file alone suffices: it carries the weights, word vectors, config and vocabulary.
         """
         loaded = load_checkpoint(path)
-        return cls(loaded.build_model(), loaded.vocab, loaded.config, device)
+        grounder = cls(loaded.build_model(), loaded.vocab, loaded.config, device)
+        grounder.source = str(path)
+        return grounder
 
     @property
     def num_clips(self) -> int:
@@ -137,3 +149,51 @@ class Grounder:
             words=[tokenize(s) for s in sentences],
             duration=scale,
         )
+
+    @property
+    def feature_settings(self) -> FeatureSettings | None:
+        """How the training features were extracted (``None``: not recorded, e.g. released features)."""
+        return settings_from_config(self.config)
+
+    def encode_video(
+        self,
+        path: str | Path,
+        *,
+        backbone: str | None = None,
+        fps: float | None = None,
+        weights: str | Path | None = None,
+        batch_size: int = 16,
+        device: str = "auto",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> VideoFeatures:
+        """Extract a video's clip features the way the training features were extracted.
+
+        ``backbone`` / ``fps`` override the checkpoint's settings (required when it records none);
+        settings that do not fit the model are refused before decoding.
+
+        Raises:
+            ConfigError: no known settings, or settings (feature size, backbone, clip length) that do
+                not fit the model.
+            DataError: the file is not a decodable video.
+        """
+        from higround.video.backbones import build_backbone
+
+        settings = plan_extraction(self.feature_settings, self.video_dim, self.source, backbone, fps)
+        network = build_backbone(settings.backbone, weights, resolve_device(device))
+        return encode_video(path, network, settings, batch_size, on_batch)
+
+    def ground_video(self, video: VideoFeatures, paragraph: str | Sequence[str]) -> GroundingResult:
+        """Ground a paragraph (one string, split by :func:`~higround.text.split_sentences`, or its
+        sentences) in a video's features from :meth:`encode_video` or a feature store.
+
+        Raises:
+            ConfigError: the features do not fit the model (feature size, backbone, clip length).
+            DataError: no sentence, or a sentence without a word.
+        """
+        check_settings(
+            self.feature_settings, self.video_dim, video.settings, self.source, dim=video.features.shape[1]
+        )
+        sentences = split_sentences(paragraph) if isinstance(paragraph, str) else list(paragraph)
+        if not sentences:
+            raise DataError(f"video {video.video_id!r}: the paragraph holds no sentence")
+        return self.ground(video.features, sentences, video.duration)

@@ -16,9 +16,7 @@ filesystem, so training uses :class:`AtomicCheckpointIO` instead.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from higround.engine.config import Config, atomic_write_text
+from higround.engine.config import Config
 from higround.errors import ConfigError
+from higround.io import atomic_path, atomic_write_text
 from higround.models.hscnet import HSCNet, HSCNetConfig
 from higround.text.vocab import Vocabulary
 
@@ -146,20 +145,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temp file in the destination folder, moved into place."""
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(path: str | Path, model: HSCNet, config: Config, vocab: Vocabulary) -> None:
@@ -178,7 +165,8 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> tuple[Path, P
     loaded = load_checkpoint(checkpoint)
     payload = checkpoint_payload(loaded.config, loaded.model_config, loaded.vocab)
     tensors = {k: v.contiguous() for k, v in loaded.state_dict.items()}
-    _atomic(out, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "model": MODEL_NAME}))
+    with atomic_path(out) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt", "model": MODEL_NAME})
     side = sidecar_path(out)
     atomic_write_text(side, json.dumps(payload, indent=1))
     return out, side

@@ -11,8 +11,6 @@ an unknown key or a value of the wrong type raises :class:`~higround.errors.Conf
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,7 @@ from typing import Any
 import yaml
 
 from higround.errors import ConfigError
+from higround.io import atomic_write_text
 from higround.models.hscnet import HSCNetConfig
 
 # Model dimensions the engine fills from the data: clip feature size and word-vector size.
@@ -118,7 +117,7 @@ class TrainerConfig:
         devices: devices per node (a count, ``-1`` or ``auto`` for all visible ones).
         num_nodes: machines (multi-node DDP).
         strategy: ``auto`` (DDP when more than one device), ``ddp``, ...
-        precision: ``auto`` (bf16-mixed on a GPU that supports it, else 16-mixed; 32 on CPU) or any
+        precision: ``auto`` (``32-true``: faster than bf16 at the paper's shapes, see the trainer) or any
             Lightning precision string.
         gradient_clip_val: clip the gradient norm to this value (null: no clipping, as the paper).
         accumulate_grad_batches: batches per optimiser step.
@@ -167,6 +166,31 @@ class EvalConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    """How the clip features were extracted, so ``higround ground`` can extract a new video alike.
+
+    Training fills it from a store written by ``higround extract`` (see docs/own_video.md); for other
+    stores it stays null unless set by hand. A value set here that differs from the store's is an error.
+
+    Attributes:
+        backbone: the visual backbone (``higround extract --list``).
+        fps: frames sampled per second.
+        clip_frames: sampled frames per clip.
+        stride: sampled frames between clip starts.
+    """
+
+    backbone: str | None = None
+    fps: float | None = None
+    clip_frames: int | None = None
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        _at_least(self, "features", ("clip_frames", "stride"), 1)
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"config: features.fps must be > 0, got {self.fps}")
+
+
+@dataclass
 class Config:
     """A whole training recipe.
 
@@ -175,7 +199,7 @@ class Config:
         seed: seeds model initialisation, shuffling and dropout.
         output_dir: where run folders are created.
         resume: a checkpoint to resume training from (exactly, see docs/training.md).
-        data, text, optim, trainer, eval: the sections above.
+        data, text, optim, trainer, eval, features: the sections above.
         model: :class:`~higround.models.hscnet.HSCNetConfig` fields; ``video_dim`` and ``word_dim``
             may be null (taken from the features and word vectors).
     """
@@ -190,6 +214,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML/JSON-serialisable dict; :meth:`from_dict` inverts it."""
@@ -398,6 +423,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, dict) and value and all(v is None for v in value.values()):
+            value = raw  # YAML reads a key template such as {video_id} as a set; keep the text
         node = out
         for part in parts[:-1]:
             child = node.setdefault(part, {})
@@ -422,17 +449,3 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def save_config(config: Config, path: str | Path) -> None:
     """Write ``config`` as YAML, atomically (temp file beside ``path`` + ``os.replace``)."""
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder, moved into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

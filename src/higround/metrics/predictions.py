@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from higround.data.schema import Span
 from higround.errors import DataError
+from higround.io import atomic_write_text
 
 __all__ = [
     "FORMAT",
@@ -338,19 +337,6 @@ def read_predictions(path: str | Path, fmt: PredictionFormat = "auto") -> Predic
     if not isinstance(data, dict):
         raise DataError(f"{file}: a predictions file is a JSON object with 'format' and 'predictions'")
     return _read_higround(file, data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_predictions(
