@@ -123,6 +123,7 @@ def test_predict_writes_every_sentence_in_seconds(trained: dict[str, object], sh
         ((start, end),) = record.spans
         assert 0.0 <= start <= end <= durations[record.video_id] + 1e-6
         assert record.paragraph_span is not None and record.word_spans is not None
+        assert record.sentence_span is not None and record.sentence_span[0] <= record.sentence_span[1]
     # The first sentence of the file: its key, and one word span per word token.
     first = predictions.records[0]
     assert (first.key, first.video_id, first.sentence_index) == ("s30-d40.avi#0", "s30-d40.avi", 0)

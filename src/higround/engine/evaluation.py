@@ -27,7 +27,8 @@ def paragraph_records(
     """One predictions-file record per sentence of a batch, in seconds.
 
     ``paragraphs`` are the batch's rows as annotated (they give each sentence its key). A record holds
-    the final span, and, where the model has those levels, its paragraph's span and one span per word.
+    the final span, the sentence decoder's span, and, where the model has those levels, its
+    paragraph's span and one span per word.
     """
     rows = [(p.video_id, p.index) for p in paragraphs]
     if rows != list(zip(batch.video_ids, batch.paragraph_index.tolist(), strict=True)):
@@ -37,7 +38,7 @@ def paragraph_records(
     def seconds(x: torch.Tensor) -> np.ndarray:  # (B, ...) normalised -> (B, ...) seconds
         return x.detach().double().cpu().numpy() * scale.reshape(-1, *([1] * (x.ndim - 1)))
 
-    spans = seconds(output.spans)
+    spans, sentence_spans = seconds(output.spans), seconds(output.sentence_spans)
     paragraph = seconds(output.paragraph_span) if output.paragraph_span is not None else None
     words = word_mask = None
     if output.word_spans is not None and output.word_span_mask is not None:
@@ -53,6 +54,7 @@ def paragraph_records(
                     sentence_index=sentence.index,
                     paragraph_index=p.index,
                     paragraph_span=_span(paragraph[b]) if paragraph is not None else None,
+                    sentence_span=_span(sentence_spans[b, i]),
                     word_spans=None
                     if words is None or word_mask is None
                     else tuple(_span(w) for w in words[b, i][word_mask[b, i]]),

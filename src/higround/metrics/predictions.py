@@ -55,6 +55,7 @@ _KNOWN = (
     "scores",
     "paragraph_index",
     "paragraph_span",
+    "sentence_span",
     "word_spans",
 )
 _TOP_LEVEL = ("format", "dataset", "split", "meta", "predictions")
@@ -73,6 +74,7 @@ class PredictionRecord:
         sentence_index: the sentence's index in its video's annotation, when known.
         paragraph_index: its paragraph within the video, when known.
         paragraph_span: the paragraph-level prediction (HSCNet's paragraph decoder), if any.
+        sentence_span: the sentence-level prediction (HSCNet's sentence decoder), if any.
         word_spans: word-level predictions, one per word, if any.
         extra: any other JSON fields of the record, kept verbatim.
     """
@@ -84,6 +86,7 @@ class PredictionRecord:
     sentence_index: int | None = None
     paragraph_index: int | None = None
     paragraph_span: Span | None = None
+    sentence_span: Span | None = None
     word_spans: tuple[Span, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -104,6 +107,8 @@ class PredictionRecord:
             out["paragraph_index"] = self.paragraph_index
         if self.paragraph_span is not None:
             out["paragraph_span"] = list(self.paragraph_span)
+        if self.sentence_span is not None:
+            out["sentence_span"] = list(self.sentence_span)
         if self.word_spans is not None:
             out["word_spans"] = [list(s) for s in self.word_spans]
         out.update(self.extra)
@@ -191,6 +196,7 @@ def _check(record: PredictionRecord) -> PredictionRecord:
         sentence_index=_index(record.sentence_index, "sentence_index"),
         paragraph_index=_index(record.paragraph_index, "paragraph_index"),
         paragraph_span=None if paragraph is None else _span(paragraph, "paragraph_span"),
+        sentence_span=None if record.sentence_span is None else _span(record.sentence_span, "sentence_span"),
         word_spans=None if words is None else _span_list(words, "word_spans", allow_empty=True),
         extra=dict(record.extra),
     )
@@ -211,6 +217,7 @@ def _from_json(obj: Any) -> PredictionRecord:
             sentence_index=obj.get("sentence_index"),
             paragraph_index=obj.get("paragraph_index"),
             paragraph_span=obj.get("paragraph_span"),
+            sentence_span=obj.get("sentence_span"),
             word_spans=obj.get("word_spans"),
             extra={k: v for k, v in obj.items() if k not in _KNOWN},
         )
