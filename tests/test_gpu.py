@@ -1,6 +1,6 @@
-"""GPU checks: run where CUDA is present (the device machine), skipped elsewhere.
+"""GPU checks: run where CUDA is present (``pytest -q tests/test_gpu.py`` on a GPU machine).
 
-    pytest -q tests/test_gpu.py      # on a GPU machine
+Skipped elsewhere.
 """
 
 from __future__ import annotations

@@ -51,9 +51,9 @@ def test_thumbnails_and_several_panels(tmp_path: Path) -> None:
 
 
 def test_bad_panels_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'v'.*duration"):
+    with pytest.raises(ConfigError, match=r"'v'.*duration"):
         save_timeline([TimelinePanel("v", 0.0, [])], tmp_path / "x.png")
-    with pytest.raises(ConfigError, match="'S1'.*unknown kind 'blue'"):
+    with pytest.raises(ConfigError, match=r"'S1'.*unknown kind 'blue'"):
         save_timeline([TimelinePanel("v", 5.0, [TimelineRow("S1", [(0, 1)], "blue")])], tmp_path / "x.png")
     with pytest.raises(ConfigError, match="no panels"):
         save_timeline([], tmp_path / "x.png")

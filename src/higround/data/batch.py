@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,8 +50,9 @@ class ParagraphBatch:
     sentence_index: Tensor
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> ParagraphBatch:
-        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(self, **{k: fn(v) for k, v in tensors.items() if isinstance(v, Tensor)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved: dict[str, Any] = {k: fn(v) for k, v in values.items() if isinstance(v, Tensor)}
+        return replace(self, **moved)
 
     def to(self, device: torch.device | str) -> ParagraphBatch:
         """The same batch with every tensor on ``device``."""

@@ -1,0 +1,388 @@
+"""Raw videos -> the HDF5 feature store the training readers use (``higround extract``).
+
+Store layout (readable by :func:`higround.data.features.open_store` as-is, key ``{video_id}``):
+
+* one float32 ``(T, D)`` dataset per video, named by the video file's stem (``v_abc.mp4`` -> ``v_abc``),
+  with attributes ``clip_starts`` / ``clip_ends`` (seconds), ``duration`` (the decoded video's end),
+  ``source`` (the file name) and the :class:`FeatureSettings` (``backbone``, ``dim``, ``fps``,
+  ``clip_frames``, ``stride``, ``clip_seconds``);
+* root attributes: the same settings and ``higround_features`` (layout version).
+
+Progress is kept per video: each finished video is written atomically to its own small HDF5 file
+in ``<store>.parts/``; when a process has gone through its videos it merges every part into the
+store (under a file lock, through a temp file and a rename) and deletes the merged parts. A rerun
+skips videos already in the store or in a part, so an interrupted run resumes where it stopped,
+and shards (``shard=(i, n)``) of one video list may run at the same time in separate processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from higround.data.features import open_store, video_stem
+from higround.errors import ConfigError, DataError
+from higround.io import atomic_path
+from higround.video.backbones import Backbone
+from higround.video.decode import ClipReader
+from higround.video.settings import (
+    STORE_FORMAT,
+    STORE_FORMAT_ATTR,
+    ClipSampling,
+    FeatureSettings,
+    read_store_settings,
+)
+
+LOCK_NAME = ".lock"
+
+
+@dataclass
+class VideoFeatures:
+    """One video's clip features with their times.
+
+    Attributes:
+        video_id: the id (file stem, or the store entry's name).
+        features: ``(T, D)`` float32.
+        clip_times: ``(T, 2)`` start and end seconds of every clip.
+        duration: the video's end in seconds.
+        settings: how the features were extracted (``None`` when unknown, e.g. a released store).
+    """
+
+    video_id: str
+    features: np.ndarray
+    clip_times: np.ndarray
+    duration: float
+    settings: FeatureSettings | None
+
+
+@dataclass
+class ExtractionSummary:
+    """What one extraction run did.
+
+    Attributes:
+        extracted: ids of the videos extracted now.
+        skipped: ids already in the store (or in a finished part) and not extracted again.
+        failed: video file -> why it could not be extracted.
+        clips: clips extracted now.
+        video_seconds: seconds of video extracted now.
+        seconds: wall-clock time of the run.
+    """
+
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    clips: int = 0
+    video_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """One summary line: counts and throughput."""
+        seconds = max(self.seconds, 1e-9)
+        return (
+            f"{len(self.extracted)} extracted, {len(self.skipped)} skipped (already done), "
+            f"{len(self.failed)} failed; {self.clips} clips from {self.video_seconds:.1f} s of video "
+            f"in {self.seconds:.1f} s ({self.video_seconds / seconds:.2f} video-s/s, "
+            f"{self.clips / seconds:.2f} clips/s)"
+        )
+
+
+def settings_of(
+    backbone: Backbone, fps: float, clip_frames: int | None, stride: int | None
+) -> FeatureSettings:
+    """The settings of ``backbone`` at ``fps``; clip length and stride default to the backbone's clip."""
+    frames = clip_frames or backbone.spec.clip_frames
+    return FeatureSettings(backbone.name, backbone.dim, ClipSampling(fps, frames, stride or frames))
+
+
+def encode_batches(
+    path: str | Path, backbone: Backbone, settings: FeatureSettings, batch_size: int
+) -> tuple[ClipReader, Iterator[np.ndarray]]:
+    """The clip reader of ``path`` and an iterator of ``(b, D)`` feature batches, in time order.
+
+    Only ``batch_size`` clips are held at once. The reader's ``end`` is set once the iterator is done.
+    """
+    if settings.backbone != backbone.name or settings.dim != backbone.dim:
+        raise ConfigError(
+            f"settings of {settings.backbone} ({settings.dim}-d) used with backbone {backbone.name}"
+        )
+    reader = ClipReader(path, settings.sampling, backbone.size)
+
+    def batches() -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        for clip in reader:
+            pending.append(clip)
+            if len(pending) == batch_size:
+                yield backbone.encode(np.stack(pending))
+                pending = []
+        if pending:
+            yield backbone.encode(np.stack(pending))
+
+    return reader, batches()
+
+
+def encode_video(
+    path: str | Path,
+    backbone: Backbone,
+    settings: FeatureSettings,
+    batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
+) -> VideoFeatures:
+    """All clip features of one video, in memory (``(T, D)`` is small; frames are streamed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: the file is not a decodable video.
+    """
+    reader, batches = encode_batches(path, backbone, settings, batch_size)
+    parts = []
+    for batch in batches:
+        parts.append(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    assert reader.end is not None  # set when the reader is exhausted
+    features = np.concatenate(parts)
+    times = settings.sampling.clip_times(len(features), reader.end)
+    return VideoFeatures(Path(path).stem, features, times, reader.end, settings)
+
+
+def parts_dir(store: str | Path) -> Path:
+    """The folder of finished-but-unmerged videos beside ``store`` (``<store>.parts``)."""
+    store = Path(store)
+    return store.with_name(store.name + ".parts")
+
+
+def _entry_attrs(video: VideoFeatures, source: str) -> dict[str, object]:
+    assert video.settings is not None
+    return {
+        **video.settings.to_attrs(),
+        "clip_starts": video.clip_times[:, 0],
+        "clip_ends": video.clip_times[:, 1],
+        "duration": video.duration,
+        "source": source,
+    }
+
+
+def _write_part(
+    path: Path, backbone: Backbone, settings: FeatureSettings, batch_size: int, parts: Path, progress: bool
+) -> tuple[int, float]:
+    """Extract ``path`` into ``parts/<id>.h5`` atomically, appending batch by batch; (clips, end)."""
+    video_id = path.stem
+    reader, batches = encode_batches(path, backbone, settings, batch_size)
+    bar = _bar(video_id, progress)
+    try:
+        return _fill_part(path, reader, batches, settings, parts, bar)
+    finally:
+        bar(None)
+
+
+def _fill_part(
+    path: Path,
+    reader: ClipReader,
+    batches: Iterator[np.ndarray],
+    settings: FeatureSettings,
+    parts: Path,
+    bar: Callable[[int | None], None],
+) -> tuple[int, float]:
+    video_id = path.stem
+    with atomic_path(parts / f"{video_id}.h5") as tmp, h5py.File(tmp, "w") as f:
+        data = f.create_dataset(
+            video_id, shape=(0, settings.dim), maxshape=(None, settings.dim), dtype="float32",
+            chunks=(64, settings.dim),
+        )  # fmt: skip
+        for batch in batches:
+            data.resize(len(data) + len(batch), axis=0)
+            data[-len(batch) :] = batch
+            bar(len(batch))
+        assert reader.end is not None
+        times = settings.sampling.clip_times(len(data), reader.end)
+        video = VideoFeatures(video_id, np.empty((0, 0)), times, reader.end, settings)
+        data.attrs.update(_entry_attrs(video, path.name))
+    return len(times), reader.end
+
+
+def _bar(name: str, enabled: bool) -> Callable[[int | None], None]:
+    """A progress bar counting clips of one video; call with ``None`` to close it."""
+    if not enabled:
+        return lambda n: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=name, unit="clip", leave=False, dynamic_ncols=True)
+
+    def update(n: int | None) -> None:
+        if n is None:
+            bar.close()
+        else:
+            bar.update(n)
+
+    return update
+
+
+def _check_store_settings(store: Path, settings: FeatureSettings) -> None:
+    if not store.exists():
+        return
+    found = read_store_settings(store)
+    if found is None:
+        raise ConfigError(f"{store}: exists but was not written by higround extract; choose another --out")
+    if found != settings:
+        raise ConfigError(
+            f"{store}: holds features of {found.describe()}; this run asks for {settings.describe()}. "
+            "Use another --out (one store holds one kind of feature)."
+        )
+
+
+def _done_ids(store: Path, parts: Path) -> set[str]:
+    done: set[str] = set()
+    if store.exists():
+        with h5py.File(store, "r") as f:
+            done.update(f.keys())
+    if parts.is_dir():
+        done.update(p.stem for p in parts.glob("*.h5"))
+    return done
+
+
+def merge_parts(store: str | Path, settings: FeatureSettings) -> int:
+    """Merge every finished part in ``<store>.parts/`` into ``store`` (atomically, under a file
+    lock so concurrent shards merge one after the other) and delete the merged parts.
+
+    Returns the number of videos merged.
+
+    Raises:
+        DataError: a part was extracted with other settings.
+    """
+    import fcntl  # POSIX only; imported here so that reading features works everywhere
+
+    store, parts = Path(store), parts_dir(store)
+    parts.mkdir(parents=True, exist_ok=True)
+    with (parts / LOCK_NAME).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files = sorted(parts.glob("*.h5"))
+        if not files:
+            return 0
+        with atomic_path(store) as tmp, h5py.File(tmp, "w") as out:
+            out.attrs.update({STORE_FORMAT_ATTR: STORE_FORMAT, **settings.to_attrs()})
+            if store.exists():
+                with h5py.File(store, "r") as old:
+                    for name in old:
+                        old.copy(old[name], out, name=name)  # copied dataset by dataset: bounded memory
+            for file in files:
+                with h5py.File(file, "r") as part:
+                    for name in part:
+                        found = FeatureSettings.from_attrs(part[name].attrs, f"{file}:{name}")
+                        if found != settings:
+                            raise DataError(
+                                f"{file}: extracted with {found.describe()}, not {settings.describe()}"
+                            )
+                        if name in out:
+                            del out[name]
+                        part.copy(part[name], out, name=name)
+        for file in files:
+            file.unlink()
+    return len(files)
+
+
+def shard_of(videos: Sequence[Path], shard: tuple[int, int]) -> list[Path]:
+    """The videos of shard ``i`` of ``n``: every n-th video of the list sorted by id, from the i-th.
+
+    Raises:
+        ConfigError: a bad shard, or two files with the same id (stem).
+    """
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise ConfigError(f"shard {index}/{count}: expected 0 <= i < n")
+    by_id: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in by_id and by_id[video.stem] != video:
+            raise ConfigError(f"two videos have the id {video.stem!r}: {by_id[video.stem]} and {video}")
+        by_id[video.stem] = video
+    return [by_id[k] for k in sorted(by_id)][index::count]
+
+
+def env_shard() -> tuple[int, int]:
+    """``(RANK, WORLD_SIZE)`` as set by torchrun / Lightning launchers; ``(0, 1)`` when unset."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def extract_store(
+    videos: Sequence[str | Path],
+    store: str | Path,
+    backbone: Backbone,
+    settings: FeatureSettings,
+    *,
+    batch_size: int = 16,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+) -> ExtractionSummary:
+    """Extract the features of ``videos`` (this process's shard of them) into ``store``.
+
+    Videos already in the store or in a finished part are skipped. A video that cannot be
+    decoded is reported through ``report`` by name, counted in :attr:`ExtractionSummary.failed`,
+    and the others go on. At the end the finished parts are merged into the store.
+
+    Raises:
+        ConfigError: the store exists with other settings, a bad shard, or two videos share an id.
+    """
+    store = Path(store)
+    summary = ExtractionSummary()
+    started = time.perf_counter()
+    _check_store_settings(store, settings)
+    mine = shard_of([Path(v) for v in videos], shard)
+    parts = parts_dir(store)
+    done = _done_ids(store, parts)
+    for path in mine:
+        if path.stem in done:
+            summary.skipped.append(path.stem)
+            continue
+        try:
+            clips, end = _write_part(path, backbone, settings, batch_size, parts, progress)
+        except (DataError, FileNotFoundError) as err:
+            summary.failed[str(path)] = str(err)
+            report(f"failed: {path}: {err}")
+            continue
+        summary.extracted.append(path.stem)
+        summary.clips += clips
+        summary.video_seconds += end
+    merge_parts(store, settings)
+    if shard[1] == 1 and parts.is_dir() and [p.name for p in parts.iterdir()] == [LOCK_NAME]:
+        (parts / LOCK_NAME).unlink()
+        parts.rmdir()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def read_video_features(store: str | Path, video_id: str) -> VideoFeatures:
+    """One video's features from a store, with its clip times and duration when the store records
+    them (``higround extract`` stores); other stores give ``settings=None`` and times spread evenly
+    over a duration taken as the clip count (the caller should pass the real duration).
+
+    Raises:
+        DataError: the video is not in the store (nearest ids named), or its entry is malformed.
+    """
+    features_store = open_store(store)
+    features = features_store.get(video_id)
+    settings = read_store_settings(store)
+    if settings is None:
+        t = len(features)
+        times = np.stack([np.arange(t), np.arange(1, t + 1)], axis=1).astype(np.float64)
+        return VideoFeatures(video_id, features, times, float(t), None)
+    with h5py.File(store, "r") as f:
+        attrs = f[video_id if video_id in f else video_stem(video_id)].attrs
+        times = np.stack([attrs["clip_starts"], attrs["clip_ends"]], axis=1).astype(np.float64)
+        duration = float(attrs["duration"])
+    return VideoFeatures(video_id, features, times, duration, settings)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto``: ``cuda:LOCAL_RANK`` under torchrun, else ``cuda`` when available, else CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
