@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint clean
+.PHONY: demo quickstart test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev,video]"
 	touch $(STAMP)
 
-## The main job: statistics of real benchmark folders and a real evaluation (see README).
+## The main job: procedural benchmark -> HSCNet trained on CPU -> metrics next to the prior -> timelines.
+demo: $(STAMP)
+	$(BIN)/higround demo --out runs/demo
+
+## Real annotation files: data statistics of three benchmarks and a real evaluation (see README).
 quickstart: $(STAMP)
 	bash scripts/quickstart.sh $(BIN)
 

@@ -161,10 +161,15 @@ def test_real_figures(
         assert "skipped 2 bad record(s): v_0bosp4-pyTM#3, v_rhOtqArO-3Y#5" in out
 
 
-def test_synthetic_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The default procedural set's prior, as recorded in docs/baselines.md."""
+def test_synthetic_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default procedural set's priors, as recorded in docs/baselines.md."""
     generate_dataset(tmp_path)
     args = ["baseline", "prior", "--dataset", "activitynet_captions", "--root", str(tmp_path)]
-    assert main([*args, "--train-split", "train", "--eval-split", "test"]) == 0
-    got = _metrics(capsys.readouterr().out)
-    assert got == pytest.approx({"R1@0.3": 36.18, "R1@0.5": 23.24, "R1@0.7": 8.82, "mIoU": 25.26}, abs=0.01)
+    args += ["--train-split", "train", "--eval-split", "test"]
+    expected = {
+        "position-and-count": {"R1@0.3": 36.18, "R1@0.5": 23.24, "R1@0.7": 8.82, "mIoU": 25.26},
+        "position": {"R1@0.3": 29.71, "R1@0.5": 18.24, "R1@0.7": 9.41, "mIoU": 20.90},
+    }
+    for keyed_by, figures in expected.items():
+        assert main([*args, "--keyed-by", keyed_by]) == 0
+        assert _metrics(capsys.readouterr().out) == pytest.approx(figures, abs=0.01)

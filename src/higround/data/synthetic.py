@@ -33,7 +33,7 @@ import numpy as np
 
 from higround.data.features import write_hdf5_store
 from higround.errors import ConfigError
-from higround.metrics.predictions import atomic_write_text
+from higround.io import atomic_write_text
 
 __all__ = [
     "MANIFEST_FORMAT",

@@ -1,0 +1,377 @@
+"""``higround demo``: learn grounding on the procedural benchmark, next to the prior floor, on a CPU.
+
+:func:`run_demo` writes the procedural set (:mod:`higround.data.synthetic`; kept when its manifest
+matches), trains HSCNet with the ordinary engine on ``configs/hscnet/synthetic.yaml``, predicts the
+test split, scores the final, sentence-level and paragraph-level spans and the two text-blind
+priors (:mod:`higround.baselines.prior`) with the one evaluator, and draws a timeline of a few test
+paragraphs. Everything lands under one folder::
+
+    out/data/            train/val/test.json, features.h5, synthetic.json
+    out/train/           the training run (config.yaml, checkpoints/, csv/, model.safetensors)
+    out/predictions/     hscnet_test.json, prior_position-and-count_test.json, prior_position_test.json
+    out/metrics.json     every row of the table (fractions), the commands' settings, timings
+    out/table.md         the table as printed
+    out/timeline.png     ground truth, final, sentence- and word-level spans per sentence
+
+Design and measured figures: docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from higround.baselines.prior import PositionPrior
+from higround.data.readers import load_dataset
+from higround.data.schema import GroundingDataset
+from higround.data.synthetic import (
+    MANIFEST_FORMAT,
+    SyntheticConfig,
+    SyntheticPaths,
+    generate_dataset,
+    vocabulary,
+)
+from higround.errors import ConfigError
+from higround.io import atomic_write_text
+from higround.metrics import (
+    PredictionRecord,
+    evaluate,
+    grounding_metrics,
+    thresholds_for,
+    write_predictions,
+)
+from higround.viz.timeline import TimelinePanel, TimelineRow, save_timeline
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DemoResult",
+    "MetricsRow",
+    "ensure_dataset",
+    "format_table",
+    "predict_levels",
+    "run_demo",
+    "split_overrides",
+]
+
+DATASET = "activitynet_captions"  # the layout the generator writes
+# The recipe beside the package in a source checkout (the README's command runs from one).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hscnet" / "synthetic.yaml"
+SYNTHETIC_PREFIX = "synthetic."
+METRICS_FORMAT = "higround.demo.v1"
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    """One row of the demo table: a predictor and its metrics (fractions) on the test split.
+
+    Attributes:
+        name: the row label.
+        metrics: ``R1@m`` per threshold and ``mIoU``.
+        target: what its spans are compared with (the sentences, or the paragraph's extent).
+    """
+
+    name: str
+    metrics: dict[str, float]
+    target: str = "sentence"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run wrote and measured.
+
+    Attributes:
+        out_dir: the demo folder.
+        data: the procedural set.
+        run_dir: the training run folder.
+        checkpoint: the checkpoint that was evaluated (best by val mIoU).
+        rows: the table's rows, in print order.
+        table: the table as printed.
+        metrics_json, table_md, picture: written files.
+        predictions: predictions file per row source (``hscnet`` and each prior).
+        seconds: wall time per stage (``data``, ``train``, ``evaluate``, ``total``).
+    """
+
+    out_dir: Path
+    data: SyntheticPaths
+    run_dir: Path
+    checkpoint: Path
+    rows: list[MetricsRow]
+    table: str
+    metrics_json: Path
+    table_md: Path
+    picture: Path
+    predictions: dict[str, Path]
+    seconds: dict[str, float]
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Separate ``synthetic.KEY=VALUE`` (generator knobs, values parsed as YAML) from recipe overrides.
+
+    Raises:
+        ConfigError: a ``synthetic.`` key that is not a :class:`SyntheticConfig` field.
+    """
+    known = {f.name for f in fields(SyntheticConfig)}
+    knobs: dict[str, Any] = {}
+    recipe: list[str] = []
+    for item in overrides:
+        if not item.startswith(SYNTHETIC_PREFIX):
+            recipe.append(item)
+            continue
+        key, sep, raw = item[len(SYNTHETIC_PREFIX) :].partition("=")
+        if not sep or key not in known:
+            names = ", ".join(sorted(known))
+            raise ConfigError(f"demo: override {item!r} is not synthetic.KEY=VALUE with KEY one of {names}")
+        knobs[key] = yaml.safe_load(raw)
+    return knobs, recipe
+
+
+def ensure_dataset(root: Path, config: SyntheticConfig) -> tuple[SyntheticPaths, bool]:
+    """The procedural set of ``config`` under ``root``: reused when its manifest records the same
+    config and every file is there, else (re)generated. Returns the paths and whether it was written."""
+    manifest = root / "synthetic.json"
+    names = {"train": "train.json", "val": "val.json", "test": "test.json"}
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            recorded = {}
+        # Through JSON both sides: the manifest stores ranges as lists.
+        same = recorded.get("format") == MANIFEST_FORMAT and recorded.get("config") == json.loads(
+            json.dumps(asdict(config))
+        )
+        if same and all((root / n).is_file() for n in [*names.values(), "features.h5"]):
+            annotations = {s: root / n for s, n in names.items()}
+            return SyntheticPaths(root, root / "features.h5", manifest, annotations), False
+    return generate_dataset(root, config), True
+
+
+def format_table(rows: Sequence[MetricsRow], thresholds: Sequence[float]) -> str:
+    """A markdown table: one line per row, columns ``R1@m`` (percent) and ``mIoU``."""
+    columns = [f"R1@{t:g}" for t in thresholds] + ["mIoU"]
+    width = max(len(r.name) for r in rows)
+    lines = [
+        f"| {'method'.ljust(width)} | " + " | ".join(f"{c:>7}" for c in columns) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("-" * 8 + ":" for _ in columns) + "|",
+    ]
+    for row in rows:
+        cells = " | ".join(f"{100 * row.metrics[c]:7.2f}" for c in columns)
+        lines.append(f"| {row.name.ljust(width)} | {cells} |")
+    return "\n".join(lines)
+
+
+def _fresh_run_dir(directory: Path) -> None:
+    """Remove a previous demo training run (a folder the engine wrote: it has config.yaml)."""
+    if not directory.exists():
+        return
+    if not (directory / "config.yaml").is_file():
+        raise ConfigError(f"demo: {directory} exists and is not a training run folder; choose another --out")
+    shutil.rmtree(directory)
+
+
+def _paragraph_extent_metrics(
+    records: Sequence[PredictionRecord], dataset: GroundingDataset, thresholds: Sequence[float]
+) -> dict[str, float]:
+    """The paragraph decoder's span against each paragraph's extent (first start, last end)."""
+    predicted = {(r.video_id, r.paragraph_index): r.paragraph_span for r in records}
+    paragraphs = dataset.paragraphs()
+    gt = np.array([[p.sentences[0].start, p.sentences[-1].end] for p in paragraphs], dtype=np.float64)
+    pred = np.array([predicted[(p.video_id, p.index)] for p in paragraphs], dtype=np.float64)
+    return grounding_metrics(pred, gt, thresholds)
+
+
+def predict_levels(
+    checkpoint: str | Path, split: str
+) -> tuple[list[PredictionRecord], list[PredictionRecord], GroundingDataset]:
+    """A checkpoint's records on ``split`` (its recipe's data, on the CPU): the final spans, the
+    sentence decoder's spans in their place, and the split's annotations as the model read them."""
+    from higround.engine.evaluation import open_checkpoint, paragraph_records
+
+    run = open_checkpoint(checkpoint, device="cpu")
+    rows = run.data.paragraphs(split)
+    final: list[PredictionRecord] = []
+    sentence_level: list[PredictionRecord] = []
+    start = 0
+    for output, batch in run.batches(split):
+        part = rows[start : start + len(batch)]
+        final += paragraph_records(output, batch, part)
+        sentence_level += paragraph_records(replace(output, spans=output.sentence_spans), batch, part)
+        start += len(batch)
+    return final, sentence_level, run.data.annotations(split)
+
+
+def _timeline_panels(
+    dataset: GroundingDataset,
+    final: Sequence[PredictionRecord],
+    sentence_level: Sequence[PredictionRecord],
+    visual_words: set[str],
+    count: int,
+) -> list[TimelinePanel]:
+    """One panel per paragraph of the first ``count``: per sentence its ground truth, final and
+    sentence-level spans, and the word decoder's span of each word that names something visible."""
+    from higround.text.tokenizer import tokenize
+
+    by_key = {r.key: r for r in final}
+    sentence_by_key = {r.key: r for r in sentence_level}
+    panels = []
+    for paragraph in dataset.paragraphs()[:count]:
+        rows: list[TimelineRow] = []
+        span = by_key[paragraph.sentences[0].key].paragraph_span
+        if span is not None:
+            rows.append(TimelineRow("paragraph", [span], "paragraph"))
+        for i, sentence in enumerate(paragraph.sentences, start=1):
+            record = by_key[sentence.key]
+            rows += [
+                TimelineRow(f"S{i} gt", [sentence.span], "gt", sentence.text),
+                TimelineRow(f"S{i} final", [record.spans[0]], "final"),
+                TimelineRow(f"S{i} sentence", [sentence_by_key[sentence.key].spans[0]], "sentence"),
+            ]
+            words = tokenize(sentence.text)
+            if record.word_spans is not None and len(record.word_spans) == len(words):
+                rows += [
+                    TimelineRow(f"S{i} word", [w_span], "word", word)
+                    for word, w_span in zip(words, record.word_spans, strict=True)
+                    if word in visual_words
+                ]
+        panels.append(TimelinePanel(f"{paragraph.video_id} (test)", paragraph.duration, rows))
+    return panels
+
+
+def run_demo(
+    out_dir: str | Path = "runs/demo",
+    *,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+    config_path: str | Path | None = None,
+    paragraphs: int = 3,
+    progress_bar: bool = True,
+) -> DemoResult:
+    """Generate, train, evaluate, compare with the priors, draw; see the module docstring.
+
+    Args:
+        out_dir: the demo folder (a previous demo's training run in it is replaced).
+        seed: seeds the procedural set and the training run.
+        overrides: recipe ``key=value`` overrides, and ``synthetic.KEY=VALUE`` generator knobs.
+        config_path: the recipe (default ``configs/hscnet/synthetic.yaml``).
+        paragraphs: test paragraphs drawn in the timeline.
+        progress_bar: show Lightning's progress bar while training.
+
+    Raises:
+        ConfigError: a bad override or recipe, ``paragraphs`` < 1, or an ``out_dir/train`` that is not
+            a run folder.
+        FileNotFoundError: the recipe does not exist (the default lives in a source checkout).
+    """
+    # Imported here: the engine pulls in torch and Lightning.
+    from higround.engine.config import load_config
+    from higround.engine.trainer import fit
+
+    if paragraphs < 1:
+        raise ConfigError(f"demo: paragraphs must be >= 1 (panels in the picture), got {paragraphs}")
+    started = time.perf_counter()
+    out = Path(out_dir)
+    knobs, recipe_overrides = split_overrides(overrides)
+    synthetic = SyntheticConfig(**{"seed": seed, **knobs})
+    data, _ = ensure_dataset(out / "data", synthetic)
+    seconds = {"data": time.perf_counter() - started}
+
+    recipe = Path(config_path) if config_path is not None else DEFAULT_CONFIG
+    config = load_config(
+        recipe,
+        [
+            f"seed={seed}",
+            f"output_dir={out}",
+            "name=train",
+            f"data.root={data.root}",
+            f"data.features={data.features}",
+            f"trainer.progress_bar={str(progress_bar).lower()}",
+            *recipe_overrides,
+        ],
+    )
+    if config.data.dataset != DATASET:
+        raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {config.data.dataset}")
+    _fresh_run_dir(out / "train")
+    tick = time.perf_counter()
+    result = fit(config)
+    seconds["train"] = time.perf_counter() - tick
+    if result.best_checkpoint is None:
+        raise ConfigError("demo: training wrote no checkpoint")
+
+    tick = time.perf_counter()
+    split = config.data.test_split
+    final, sentence_level, test = predict_levels(result.best_checkpoint, split)
+    thresholds = config.eval.thresholds or thresholds_for(DATASET)
+    train = load_dataset(DATASET, data.root, config.data.train_split)
+
+    predictions_dir = out / "predictions"
+    predictions = {"hscnet": predictions_dir / f"hscnet_{split}.json"}
+    meta = {"checkpoint": str(result.best_checkpoint), "model": "hscnet", "features": str(data.features)}
+    write_predictions(predictions["hscnet"], final, dataset=DATASET, split=test.split, meta=meta)
+    rows_out: list[MetricsRow] = []
+    for keyed_by, label in (("position-and-count", "prior (i, n)"), ("position", "prior (i)")):
+        prior = PositionPrior.fit(train, keyed_by)
+        records, _ = prior.predict(test)
+        path = predictions_dir / f"prior_{keyed_by}_{split}.json"
+        write_predictions(path, records, dataset=DATASET, split=test.split, meta=prior.describe())
+        predictions[f"prior {keyed_by}"] = path
+        rows_out.append(MetricsRow(label, evaluate(records, test, thresholds)))
+    rows_out += [
+        MetricsRow("HSCNet final", evaluate(final, test, thresholds)),
+        MetricsRow("HSCNet sentence-level", evaluate(sentence_level, test, thresholds)),
+    ]
+    if final and final[0].paragraph_span is not None:
+        rows_out.append(
+            MetricsRow(
+                "HSCNet paragraph-level*",
+                _paragraph_extent_metrics(final, test, thresholds),
+                target="paragraph extent",
+            )
+        )
+    table = format_table(rows_out, thresholds)
+    seconds["evaluate"] = time.perf_counter() - tick
+
+    vocab = vocabulary(synthetic)
+    visual = {*vocab.verbs, *vocab.objects}
+    picture = save_timeline(
+        _timeline_panels(test, final, sentence_level, visual, paragraphs), out / "timeline.png"
+    )
+    seconds["total"] = time.perf_counter() - started
+
+    metrics_json = out / "metrics.json"
+    payload: dict[str, Any] = {
+        "format": METRICS_FORMAT,
+        "dataset": DATASET,
+        "split": split,
+        "sentences": len(final),
+        "paragraphs": len(test.paragraphs()),
+        "thresholds": list(thresholds),
+        "synthetic": json.loads(json.dumps(asdict(synthetic))),
+        "recipe": str(recipe),
+        "overrides": list(overrides),
+        "checkpoint": str(result.best_checkpoint),
+        "best_val_mIoU": result.best_score,
+        "seconds": seconds,
+        "rows": [asdict(r) for r in rows_out],
+    }
+    atomic_write_text(metrics_json, json.dumps(payload, indent=2) + "\n")
+    table_md = out / "table.md"
+    atomic_write_text(table_md, table + "\n")
+    return DemoResult(
+        out,
+        data,
+        result.run_dir,
+        result.best_checkpoint,
+        rows_out,
+        table,
+        metrics_json,
+        table_md,
+        picture,
+        predictions,
+        seconds,
+    )
