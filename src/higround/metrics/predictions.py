@@ -38,7 +38,6 @@ __all__ = [
     "PredictionFormat",
     "PredictionRecord",
     "Predictions",
-    "atomic_write_text",
     "read_moment_detr",
     "read_predictions",
     "write_predictions",
