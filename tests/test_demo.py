@@ -101,6 +101,12 @@ def test_overrides_are_routed_and_checked() -> None:
         run_demo("unused", paragraphs=0)
 
 
+def test_missing_recipe_fails_before_writing_data(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml not found"):
+        run_demo(tmp_path / "out", config_path=tmp_path / "nope.yaml")
+    assert not (tmp_path / "out").exists()
+
+
 def test_table_format() -> None:
     rows = [MetricsRow("a", {"R1@0.3": 0.5, "R1@0.5": 0.25, "mIoU": 0.125})]
     lines = format_table(rows, (0.3, 0.5)).splitlines()

@@ -264,9 +264,8 @@ def run_demo(
         progress_bar: show Lightning's progress bar while training.
 
     Raises:
-        ConfigError: a bad override or recipe, ``paragraphs`` < 1, or an ``out_dir/train`` that is not
-            a run folder.
-        FileNotFoundError: the recipe does not exist (the default lives in a source checkout).
+        ConfigError: a bad override, a missing or bad recipe (the default lives in a source checkout),
+            ``paragraphs`` < 1, or an ``out_dir/train`` that is not a run folder.
     """
     # Imported here: the engine pulls in torch and Lightning.
     from higround.engine.config import load_config
@@ -274,6 +273,12 @@ def run_demo(
 
     if paragraphs < 1:
         raise ConfigError(f"demo: paragraphs must be >= 1 (panels in the picture), got {paragraphs}")
+    recipe = Path(config_path) if config_path is not None else DEFAULT_CONFIG
+    if not recipe.is_file():
+        # The recipes live in the repository's configs/, not in the wheel: fail before writing data.
+        raise ConfigError(
+            f"demo: recipe {recipe} not found; run from a checkout of higround or pass --config FILE"
+        )
     started = time.perf_counter()
     out = Path(out_dir)
     knobs, recipe_overrides = split_overrides(overrides)
@@ -281,7 +286,6 @@ def run_demo(
     data, _ = ensure_dataset(out / "data", synthetic)
     seconds = {"data": time.perf_counter() - started}
 
-    recipe = Path(config_path) if config_path is not None else DEFAULT_CONFIG
     config = load_config(
         recipe,
         [
