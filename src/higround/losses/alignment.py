@@ -43,23 +43,17 @@ def word_positives(sentence_positives: Tensor, word_sentence: Tensor, word_mask:
 def _negative_log_mass(logits: Tensor, positives: Tensor, valid: Tensor, dim: int) -> Tensor:
     """``-log`` of the softmax mass (over the ``valid`` entries of ``dim``) that falls on ``positives``.
 
-    Computed as ``logsumexp(valid) - logsumexp(positives)``. A line without positives (or without valid
+    Computed as ``logsumexp(valid) - logsumexp(positives)``; ``positives`` must already be masked by
+    ``valid`` (every caller passes ``positives & valid``). A line without positives (or without valid
     entries) is given all its valid entries as positives, i.e. a finite 0 with a finite 0 gradient;
     callers exclude such lines from their means.
     """
     valid = valid | ~valid.any(dim=dim, keepdim=True)
-    positives = positives & valid
     positives = torch.where(positives.any(dim=dim, keepdim=True), positives, valid)
     neg_inf = float("-inf")
     every = logits.masked_fill(~valid, neg_inf).logsumexp(dim=dim)
     relevant = logits.masked_fill(~positives, neg_inf).logsumexp(dim=dim)
     return every - relevant
-
-
-def _per_row_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``(B, N)`` ``values`` over each row's masked entries (0 for an empty row)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
 
 def alignment_loss(similarity: Tensor, positives: Tensor, text_mask: Tensor, video_mask: Tensor) -> Tensor:
@@ -80,8 +74,8 @@ def alignment_loss(similarity: Tensor, positives: Tensor, text_mask: Tensor, vid
     positives = positives & valid
     per_clip = _negative_log_mass(similarity, positives, valid, dim=1)  # (B, N_V)
     per_text = _negative_log_mass(similarity, positives, valid, dim=2)  # (B, N_T)
-    per_paragraph = _per_row_mean(per_clip, positives.any(dim=1)) + _per_row_mean(
-        per_text, positives.any(dim=2)
+    per_paragraph = masked_mean(per_clip, positives.any(dim=1), dim=1) + masked_mean(
+        per_text, positives.any(dim=2), dim=1
     )
     return per_paragraph.mean()
 

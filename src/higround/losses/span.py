@@ -9,17 +9,25 @@ from torch import Tensor
 EPS = 1e-6
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` where ``mask`` (same shape); 0 when nothing is masked in."""
+def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of ``values`` where ``mask`` (same shape) over ``dim`` (None: over everything).
+
+    A mean over nothing masked in is 0.
+    """
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    return (values * mask).sum(dim=dim) / mask.sum(dim=dim).clamp_min(1.0)
+
+
+def span_intersection(pred: Tensor, target: Tensor) -> Tensor:
+    """Overlap length of ``(..., 2)`` spans (broadcast), element-wise; 0 for disjoint spans."""
+    start = pred[..., 0].maximum(target[..., 0])
+    end = pred[..., 1].minimum(target[..., 1])
+    return (end - start).clamp_min(0.0)
 
 
 def span_iou_terms(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Intersection, union and hull lengths of ``(..., 2)`` spans, element-wise."""
-    start = pred[..., 0].maximum(target[..., 0])
-    end = pred[..., 1].minimum(target[..., 1])
-    intersection = (end - start).clamp_min(0.0)
+    intersection = span_intersection(pred, target)
     union = (pred[..., 1] - pred[..., 0]) + (target[..., 1] - target[..., 0]) - intersection
     hull = pred[..., 1].maximum(target[..., 1]) - pred[..., 0].minimum(target[..., 0])
     return intersection, union, hull

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from higround.losses.span import EPS, hull_span, l1_loss, masked_mean
+from higround.losses.span import EPS, hull_span, l1_loss, masked_mean, span_intersection
 
 
 def word_union_loss(word_spans: Tensor, word_mask: Tensor, spans: Tensor, sentence_mask: Tensor) -> Tensor:
@@ -32,11 +32,7 @@ def word_subset_loss(word_spans: Tensor, word_mask: Tensor, spans: Tensor, sente
 
     A word span's length is clamped to ``EPS`` below, so a point span gives a ratio in ``[0, 1]``.
     """
-    target = spans[:, :, None, :]
-    intersection = (
-        word_spans[..., 1].minimum(target[..., 1]) - word_spans[..., 0].maximum(target[..., 0])
-    ).clamp_min(0.0)
+    intersection = span_intersection(word_spans, spans[:, :, None, :])
     length = (word_spans[..., 1] - word_spans[..., 0]).clamp_min(EPS)
-    inside = (intersection / length) * word_mask
-    per_sentence = inside.sum(dim=-1) / word_mask.sum(dim=-1).clamp_min(1)
+    per_sentence = masked_mean(intersection / length, word_mask, dim=-1)
     return masked_mean(1.0 - per_sentence, sentence_mask & word_mask.any(dim=-1))

@@ -147,7 +147,7 @@ def moment_retrieval_metrics(
     for name, (lo, hi) in (buckets or {}).items():
         selections[f"{name}/"] = mask & (lengths > lo) & (lengths <= hi)
     # A query without predictions has a (0, 0) padding span here: zero length, IoU 0.
-    top1 = ranked.spans[:, 0] if ranked.spans.shape[1] else np.zeros((len(ranked), 2))
+    top1 = ranked.top1
     out: dict[str, float] = {}
     for prefix, selected in selections.items():  # a few subsets, each scored on whole arrays
         rows = selected.any(axis=1)

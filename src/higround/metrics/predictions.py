@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from higround.data.readers._io import iter_json_lines
 from higround.data.schema import Span
 from higround.errors import DataError
 from higround.io import atomic_write_text
@@ -57,6 +58,7 @@ _KNOWN = (
     "sentence_span",
     "word_spans",
 )
+_REQUIRED = ("key", "video_id", "spans")
 _TOP_LEVEL = ("format", "dataset", "split", "meta", "predictions")
 
 
@@ -201,26 +203,20 @@ def _check(record: PredictionRecord) -> PredictionRecord:
     )
 
 
-def _from_json(obj: Any) -> PredictionRecord:
+def _require(obj: Any, names: Iterable[str]) -> dict[str, Any]:
+    """``obj`` when it is a JSON object holding every one of ``names`` (raises _Bad)."""
     if not isinstance(obj, dict):
         raise _Bad(f"must be a JSON object, got {type(obj).__name__}")
-    for name in ("key", "video_id", "spans"):
+    for name in names:
         if name not in obj:
             raise _Bad(f"has no {name!r}")
-    return _check(
-        PredictionRecord(
-            key=obj["key"],
-            video_id=obj["video_id"],
-            spans=obj["spans"],
-            scores=obj.get("scores"),
-            sentence_index=obj.get("sentence_index"),
-            paragraph_index=obj.get("paragraph_index"),
-            paragraph_span=obj.get("paragraph_span"),
-            sentence_span=obj.get("sentence_span"),
-            word_spans=obj.get("word_spans"),
-            extra={k: v for k, v in obj.items() if k not in _KNOWN},
-        )
-    )
+    return obj
+
+
+def _from_json(obj: Any) -> PredictionRecord:
+    obj = _require(obj, _REQUIRED)
+    known = {name: obj.get(name) for name in _KNOWN}
+    return _check(PredictionRecord(**known, extra={k: v for k, v in obj.items() if k not in _KNOWN}))
 
 
 def _describe_raw(obj: Any) -> str:
@@ -271,11 +267,7 @@ def _read_higround(path: Path, data: Any) -> Predictions:
 
 
 def _moment_detr_record(obj: Any) -> PredictionRecord:
-    if not isinstance(obj, dict):
-        raise _Bad(f"must be a JSON object, got {type(obj).__name__}")
-    for name in ("qid", "vid", "pred_relevant_windows"):
-        if name not in obj:
-            raise _Bad(f"has no {name!r}")
+    obj = _require(obj, ("qid", "vid", "pred_relevant_windows"))
     windows = obj["pred_relevant_windows"]
     if not isinstance(windows, list) or not windows:
         raise _Bad("pred_relevant_windows must be a non-empty list of [start, end, score]")
@@ -297,24 +289,14 @@ def read_moment_detr(path: str | Path) -> Predictions:
     """Read Moment-DETR JSON lines (``qid``, ``vid``, ``pred_relevant_windows``) as records."""
     file = Path(path)
     records, where = [], []
-    with file.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{file}: line {line_no}: not valid JSON: {err}") from None
-            qid = (
-                f" (qid {obj['qid']}, video {obj.get('vid')})"
-                if isinstance(obj, dict) and "qid" in obj
-                else ""
-            )
-            try:
-                records.append(_moment_detr_record(obj))
-            except _Bad as err:
-                raise DataError(f"{file}: line {line_no}{qid}: {err}") from None
-            where.append(f"line {line_no}")
+    # A key repeated inside a line is not an error here: the last one wins, as in the v1 format.
+    for line_no, obj in iter_json_lines(file, unique_keys=False):
+        qid = f" (qid {obj['qid']}, video {obj.get('vid')})" if isinstance(obj, dict) and "qid" in obj else ""
+        try:
+            records.append(_moment_detr_record(obj))
+        except _Bad as err:
+            raise DataError(f"{file}: line {line_no}{qid}: {err}") from None
+        where.append(f"line {line_no}")
     _unique(records, where, str(file))
     return Predictions(records, None, None, str(file), "moment_detr")
 

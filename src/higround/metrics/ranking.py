@@ -40,6 +40,11 @@ class RankedSpans:
     def __len__(self) -> int:
         return self.spans.shape[0]
 
+    @property
+    def top1(self) -> np.ndarray:
+        """``(Q, 2)`` each query's first-ranked span; a query without proposals has (0, 0) padding."""
+        return self.spans[:, 0] if self.spans.shape[1] else np.zeros((len(self), 2))
+
     def sorted_by_score(self, limit: int | None = None) -> RankedSpans:
         """The first ``limit`` proposals of each query (all when None), re-ordered by descending score.
 

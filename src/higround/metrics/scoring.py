@@ -152,8 +152,7 @@ def score_alignment(
     """
     m = check_thresholds(thresholds if thresholds is not None else thresholds_for(alignment.dataset))
     ranked, gt, gt_mask = alignment.ranked, alignment.gt, alignment.gt_mask
-    top1 = ranked.spans[:, 0] if ranked.spans.shape[1] else np.zeros((len(alignment), 2))
-    out = grounding_metrics(top1, gt, m, inclusive, gt_mask)
+    out = grounding_metrics(ranked.top1, gt, m, inclusive, gt_mask)
     ranks = [n for n in n_values if n > 1]
     if ranks and (ranked.mask.sum(axis=1) > 1).any():
         out.update(rank_recall(ranked, gt, m, ranks, nms_threshold, inclusive, gt_mask))

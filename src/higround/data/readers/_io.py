@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,25 @@ def load_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON: {err}") from None
 
 
-def load_json_line(path: Path, line_no: int, line: str) -> Any:
-    """Parse one line of a JSON-lines file (``line_no`` counts from 1, for the message)."""
+def load_json_line(path: Path, line_no: int, line: str, *, unique_keys: bool = True) -> Any:
+    """Parse one line of a JSON-lines file (``line_no`` counts from 1, for the message).
+
+    With ``unique_keys`` a key repeated inside an object is a DataError; without, the last one wins.
+    """
     try:
-        return json.loads(line, object_pairs_hook=_unique_keys)
+        return json.loads(line, object_pairs_hook=_unique_keys if unique_keys else None)
     except _DuplicateKey as err:
         raise DataError(f"{path}: line {line_no}: duplicate key {err.args[0]!r}") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: line {line_no}: not valid JSON: {err}") from None
+
+
+def iter_json_lines(path: Path, *, unique_keys: bool = True) -> Iterator[tuple[int, Any]]:
+    """``(line_no, value)`` of each non-blank line of a UTF-8 JSON-lines file (see :func:`load_json_line`)."""
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                yield line_no, load_json_line(path, line_no, line, unique_keys=unique_keys)
 
 
 def expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from higround.data.readers._io import expect, load_json_line
+from higround.data.readers._io import expect, iter_json_lines
 from higround.data.readers._table import Table, as_number
 from higround.errors import DataError
 
@@ -22,26 +22,23 @@ def parse_qvhighlights(path: Path, split: str, table: Table) -> None:
     """Fill ``table`` from a QVHighlights JSON-lines file (``split`` is unused)."""
     del split
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record = expect(load_json_line(path, line_no, line), dict, path, f"line {line_no}")
-            vid, qid = record.get("vid"), record.get("qid")
-            if not isinstance(vid, str) or qid is None:
-                raise DataError(f"{path}: line {line_no}: needs a 'vid' string and a 'qid'")
-            if str(qid) in seen:
-                raise DataError(f"{path}: line {line_no}: duplicate qid {qid!r}")
-            seen.add(str(qid))
-            pos = table.video(vid, as_number(record.get("duration")))
-            windows = record.get("relevant_windows", [])
-            table.sentence(
-                pos,
-                record.get("query"),
-                windows if isinstance(windows, list) else [windows],
-                paragraph=len(table.video_rows[pos]),
-                key=str(qid),
-                extra={k: record[k] for k in EXTRA_FIELDS if k in record},
-                multi=True,
-                where=f"line {line_no}, qid {qid}",
-            )
+    for line_no, value in iter_json_lines(path):
+        record = expect(value, dict, path, f"line {line_no}")
+        vid, qid = record.get("vid"), record.get("qid")
+        if not isinstance(vid, str) or qid is None:
+            raise DataError(f"{path}: line {line_no}: needs a 'vid' string and a 'qid'")
+        if str(qid) in seen:
+            raise DataError(f"{path}: line {line_no}: duplicate qid {qid!r}")
+        seen.add(str(qid))
+        pos = table.video(vid, as_number(record.get("duration")))
+        windows = record.get("relevant_windows", [])
+        table.sentence(
+            pos,
+            record.get("query"),
+            windows if isinstance(windows, list) else [windows],
+            paragraph=len(table.video_rows[pos]),
+            key=str(qid),
+            extra={k: record[k] for k in EXTRA_FIELDS if k in record},
+            multi=True,
+            where=f"line {line_no}, qid {qid}",
+        )
