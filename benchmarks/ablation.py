@@ -174,10 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prior_records, _ = PositionPrior.fit(train).predict(test)
     prior = evaluate(prior_records, test, thresholds_for(DATASET))
 
+    data_record = json.loads(json.dumps(asdict(data_config)))  # as it reads back from the JSON file
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    same_setup = previous.get("recipe") == list(recipe) and previous.get("data") == json.loads(
-        json.dumps(asdict(data_config))
-    )
+    same_setup = previous.get("recipe") == list(recipe) and previous.get("data") == data_record
     runs: list[dict[str, Any]] = previous.get("runs", []) if same_setup else []
     elapsed_before = float(previous.get("wall_seconds", 0.0)) if same_setup else 0.0
 
@@ -187,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "format": FORMAT,
             "command": command,
             "recipe": list(recipe),
-            "data": json.loads(json.dumps(asdict(data_config))),
+            "data": data_record,
             "threads": args.threads,
             "wall_seconds": wall,
             "prior": prior,

@@ -64,8 +64,9 @@ def video_files(inputs: list[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Extract; see the module docstring for the exit status."""
+    from higround.devices import resolve_device
     from higround.video.backbones import DEFAULT_BACKBONE, build_backbone, describe_backbones
-    from higround.video.extract import env_shard, extract_store, resolve_device, settings_of
+    from higround.video.extract import env_shard, extract_store, settings_of
 
     if args.list:
         for b in describe_backbones():

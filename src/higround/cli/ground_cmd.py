@@ -57,11 +57,11 @@ def _features(args: argparse.Namespace, grounder: Any) -> Any:
                 raise ConfigError(f"{args.features} records no durations: give the video file, not an id")
             video.duration = probe_duration(args.video)
         return video
-    if args.no_progress:
-        return grounder.encode_video(args.video, **_extract_options(args))
     from tqdm import tqdm
 
-    with tqdm(desc=f"extracting {args.video.name}", unit="clip", leave=False) as bar:
+    with tqdm(
+        desc=f"extracting {args.video.name}", unit="clip", leave=False, disable=args.no_progress
+    ) as bar:
         return grounder.encode_video(args.video, on_batch=bar.update, **_extract_options(args))
 
 
@@ -77,8 +77,8 @@ def _extract_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Ground, print, draw; returns 0."""
+    from higround.devices import resolve_device
     from higround.engine.api import Grounder
-    from higround.engine.evaluation import resolve_device
     from higround.text.sentences import split_sentences
     from higround.video.decode import thumbnails
     from higround.video.grounding import grounding_panel

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -24,22 +25,23 @@ from higround.data.batching import collate_paragraphs
 from higround.data.dataset import make_item
 from higround.data.features import l2_normalize
 from higround.data.schema import Paragraph, Sentence, Span
+from higround.devices import resolve_device
 from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config
+from higround.engine.inference import paragraph_records
 from higround.errors import DataError
 from higround.models.hscnet import HSCNet
 from higround.text.sentences import split_sentences
 from higround.text.tokenizer import tokenize
 from higround.text.vocab import Vocabulary
-from higround.video.extract import VideoFeatures, encode_video, resolve_device
+from higround.video.extract import VideoFeatures, encode_video
 from higround.video.grounding import check_settings, plan_extraction
 from higround.video.settings import FeatureSettings, settings_from_config
 
+if TYPE_CHECKING:
+    from higround.video.backbones import Backbone
+
 _VIDEO = "<input>"  # the video id named in error messages about API input
-
-
-def _pairs(spans: np.ndarray) -> list[Span]:
-    return [(float(s), float(e)) for s, e in spans.reshape(-1, 2)]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Grounder:
         self.vocab = vocab
         self.config = config
         self.source = "model"  # named in error messages; the file for a loaded checkpoint
+        # Backbones loaded by encode_video, kept so that grounding many videos loads the weights once.
+        self._backbones: dict[tuple[str, str, str], Backbone] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Grounder:
@@ -131,23 +135,14 @@ class Grounder:
         batch = collate_paragraphs([item]).to(self.device)
         with torch.inference_mode():
             output = self.model(batch)
-        scale = float(duration)
-        word_spans = None
-        if output.word_spans is not None and output.word_span_mask is not None:
-            real = output.word_span_mask[0].cpu().numpy()
-            flat = output.word_spans[0].float().cpu().numpy()[real] * scale
-            ends = np.cumsum(real.sum(axis=1))[:-1]
-            word_spans = [_pairs(part) for part in np.split(flat, ends)]
-        paragraph_span = None
-        if output.paragraph_span is not None:
-            paragraph_span = _pairs(output.paragraph_span[0].float().cpu().numpy() * scale)[0]
+        records = paragraph_records(output, batch, [paragraph])
         return GroundingResult(
-            spans=_pairs(output.spans[0].float().cpu().numpy() * scale),
-            sentence_spans=_pairs(output.sentence_spans[0].float().cpu().numpy() * scale),
-            paragraph_span=paragraph_span,
-            word_spans=word_spans,
+            spans=[r.spans[0] for r in records],
+            sentence_spans=cast(list[Span], [r.sentence_span for r in records]),  # always filled
+            paragraph_span=records[0].paragraph_span,
+            word_spans=None if records[0].word_spans is None else [list(r.word_spans or ()) for r in records],
             words=[tokenize(s) for s in sentences],
-            duration=scale,
+            duration=float(duration),
         )
 
     @property
@@ -179,8 +174,11 @@ class Grounder:
         from higround.video.backbones import build_backbone
 
         settings = plan_extraction(self.feature_settings, self.video_dim, self.source, backbone, fps)
-        network = build_backbone(settings.backbone, weights, resolve_device(device))
-        return encode_video(path, network, settings, batch_size, on_batch)
+        target = resolve_device(device)
+        key = (settings.backbone, str(weights), str(target))
+        if key not in self._backbones:
+            self._backbones[key] = build_backbone(settings.backbone, weights, target)
+        return encode_video(path, self._backbones[key], settings, batch_size, on_batch)
 
     def ground_video(self, video: VideoFeatures, paragraph: str | Sequence[str]) -> GroundingResult:
         """Ground a paragraph (one string, split by :func:`~higround.text.split_sentences`, or its

@@ -10,7 +10,8 @@ a checkpoint loads with nothing else: no feature file, no GloVe file, no annotat
 the same ``"higround"`` entry; :func:`load_checkpoint` reads either form. Every write is atomic
 (temp file in the same folder + ``os.replace``): Lightning's own local save writes its temp file in
 the system temp folder and *moves* it, which is a copy (not atomic) when that folder is on another
-filesystem, so training uses :class:`AtomicCheckpointIO` instead.
+filesystem, so training uses :class:`higround.engine.trainer.AtomicCheckpointIO` instead.
+This module does not import Lightning: loading a checkpoint to ground a video does not pay for it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -170,15 +170,3 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> tuple[Path, P
     side = sidecar_path(out)
     atomic_write_text(side, json.dumps(payload, indent=1))
     return out, side
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O whose saves are atomic on the local filesystem."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
-    ) -> None:
-        """Save ``checkpoint`` to ``path`` through a temp file in the same folder."""
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO does not take storage_options")
-        atomic_torch_save(checkpoint, path)

@@ -16,7 +16,7 @@ from higround.data.batching import collate_paragraphs
 from higround.data.dataset import ParagraphDataset
 from higround.data.features import FeatureStore, open_store
 from higround.data.readers import OnBad, load_dataset
-from higround.data.schema import GroundingDataset, LoadReport, Paragraph
+from higround.data.schema import GroundingDataset, Paragraph
 from higround.engine.config import Config
 from higround.errors import ConfigError
 from higround.text.embeddings import read_word_vectors
@@ -102,11 +102,6 @@ class GroundingDataModule(L.LightningDataModule):
     def paragraphs(self, split: str) -> list[Paragraph]:
         """The paragraphs of ``split`` in file order (see :meth:`annotations`)."""
         return self.annotations(split).paragraphs()
-
-    @property
-    def reports(self) -> list[LoadReport]:
-        """The readers' reports of every split loaded so far (clamped spans, skipped records)."""
-        return [d.report for d in self._annotations.values()]
 
     @property
     def vocab(self) -> Vocabulary:

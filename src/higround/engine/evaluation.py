@@ -2,85 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from higround.data.batch import ParagraphBatch
-from higround.data.schema import Paragraph
-from higround.engine.checkpoint import LoadedCheckpoint, load_checkpoint
+from higround.devices import resolve_device
+from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config, merge
 from higround.engine.datamodule import GroundingDataModule
-from higround.engine.inference import predict_loader
-from higround.errors import ConfigError
+from higround.engine.inference import paragraph_records, predict_loader
 from higround.metrics import PredictionRecord
 from higround.models.hscnet import HSCNet, HSCNetOutput
-
-
-def paragraph_records(
-    output: HSCNetOutput, batch: ParagraphBatch, paragraphs: Sequence[Paragraph]
-) -> list[PredictionRecord]:
-    """One predictions-file record per sentence of a batch, in seconds.
-
-    ``paragraphs`` are the batch's rows as annotated (they give each sentence its key). A record holds
-    the final span, the sentence decoder's span, and, where the model has those levels, its
-    paragraph's span and one span per word.
-    """
-    rows = [(p.video_id, p.index) for p in paragraphs]
-    if rows != list(zip(batch.video_ids, batch.paragraph_index.tolist(), strict=True)):
-        raise ConfigError("predictions: batch rows do not follow the annotation order")
-    scale = batch.durations.double().cpu().numpy()
-
-    def seconds(x: torch.Tensor) -> np.ndarray:  # (B, ...) normalised -> (B, ...) seconds
-        return x.detach().double().cpu().numpy() * scale.reshape(-1, *([1] * (x.ndim - 1)))
-
-    spans, sentence_spans = seconds(output.spans), seconds(output.sentence_spans)
-    paragraph = seconds(output.paragraph_span) if output.paragraph_span is not None else None
-    words = word_mask = None
-    if output.word_spans is not None and output.word_span_mask is not None:
-        words, word_mask = seconds(output.word_spans), output.word_span_mask.cpu().numpy()
-    records = []
-    for b, p in enumerate(paragraphs):
-        for i, sentence in enumerate(p.sentences):
-            records.append(
-                PredictionRecord(
-                    key=sentence.key,
-                    video_id=p.video_id,
-                    spans=(_span(spans[b, i]),),
-                    sentence_index=sentence.index,
-                    paragraph_index=p.index,
-                    paragraph_span=_span(paragraph[b]) if paragraph is not None else None,
-                    sentence_span=_span(sentence_spans[b, i]),
-                    word_spans=None
-                    if words is None or word_mask is None
-                    else tuple(_span(w) for w in words[b, i][word_mask[b, i]]),
-                )
-            )
-    return records
-
-
-def _span(x: np.ndarray) -> tuple[float, float]:
-    return (float(x[0]), float(x[1]))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; any other name as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but CUDA is not available")
-    return torch.device(device)
 
 
 @dataclass
 class SplitRun:
     """A checkpoint's model, its data and the device, ready to run over a split."""
 
-    checkpoint: LoadedCheckpoint
     config: Config
     data: GroundingDataModule
     model: HSCNet
@@ -132,4 +74,4 @@ def open_checkpoint(
     config = Config.from_dict(merge(loaded.config.to_dict(), {"data": data}))
     target = resolve_device(device)
     model = loaded.build_model().to(target)
-    return SplitRun(loaded, config, GroundingDataModule(config, vocab=loaded.vocab), model, target)
+    return SplitRun(config, GroundingDataModule(config, vocab=loaded.vocab), model, target)

@@ -10,8 +10,56 @@ import torch
 import torch.distributed as dist
 
 from higround.data.batch import ParagraphBatch
-from higround.metrics import grounding_metrics, thresholds_for
+from higround.data.schema import Paragraph
+from higround.errors import ConfigError
+from higround.metrics import PredictionRecord, grounding_metrics, thresholds_for
 from higround.models.hscnet import HSCNetOutput
+
+
+def paragraph_records(
+    output: HSCNetOutput, batch: ParagraphBatch, paragraphs: Sequence[Paragraph]
+) -> list[PredictionRecord]:
+    """One predictions-file record per sentence of a batch, in seconds.
+
+    ``paragraphs`` are the batch's rows as annotated (they give each sentence its key). A record holds
+    the final span, the sentence decoder's span, and, where the model has those levels, its
+    paragraph's span and one span per word.
+    """
+    rows = [(p.video_id, p.index) for p in paragraphs]
+    if rows != list(zip(batch.video_ids, batch.paragraph_index.tolist(), strict=True)):
+        raise ConfigError("predictions: batch rows do not follow the annotation order")
+    scale = batch.durations.double().cpu().numpy()
+
+    def seconds(x: torch.Tensor) -> np.ndarray:  # (B, ...) normalised -> (B, ...) seconds
+        return x.detach().double().cpu().numpy() * scale.reshape(-1, *([1] * (x.ndim - 1)))
+
+    spans, sentence_spans = seconds(output.spans), seconds(output.sentence_spans)
+    paragraph = seconds(output.paragraph_span) if output.paragraph_span is not None else None
+    words = word_mask = None
+    if output.word_spans is not None and output.word_span_mask is not None:
+        words, word_mask = seconds(output.word_spans), output.word_span_mask.cpu().numpy()
+    records = []
+    for b, p in enumerate(paragraphs):
+        for i, sentence in enumerate(p.sentences):
+            records.append(
+                PredictionRecord(
+                    key=sentence.key,
+                    video_id=p.video_id,
+                    spans=(_span(spans[b, i]),),
+                    sentence_index=sentence.index,
+                    paragraph_index=p.index,
+                    paragraph_span=_span(paragraph[b]) if paragraph is not None else None,
+                    sentence_span=_span(sentence_spans[b, i]),
+                    word_spans=None
+                    if words is None or word_mask is None
+                    else tuple(_span(w) for w in words[b, i][word_mask[b, i]]),
+                )
+            )
+    return records
+
+
+def _span(x: np.ndarray) -> tuple[float, float]:
+    return (float(x[0]), float(x[1]))
 
 
 @dataclass

@@ -12,11 +12,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from higround.data.batch import ParagraphBatch
 from higround.engine.checkpoint import (
-    AtomicCheckpointIO,
     LoadedCheckpoint,
+    atomic_torch_save,
     export_safetensors,
     load_checkpoint,
 )
@@ -29,6 +30,18 @@ from higround.video.settings import record_store_settings
 log = logging.getLogger(__name__)
 
 MONITOR = "val/mIoU"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O whose saves are atomic on the local filesystem."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        """Save ``checkpoint`` to ``path`` through a temp file in the same folder."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        atomic_torch_save(checkpoint, path)
 
 
 class ThroughputCallback(Callback):

@@ -24,7 +24,7 @@ import contextlib
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +275,4 @@ def build_backbone(
 
 def describe_backbones() -> list[dict[str, Any]]:
     """One dict per backbone (name, kind, dim, size, clip_frames, description), for listings."""
-    return [
-        {k: getattr(s, k) for k in ("name", "kind", "dim", "size", "clip_frames", "description")}
-        for s, _ in _REGISTRY.values()
-    ]
+    return [asdict(s) for s, _ in _REGISTRY.values()]

@@ -89,12 +89,15 @@ class FrameSampler:
         k = 0
         prev: Any = None
         prev_time = prev_gap = 0.0
-        cache: tuple[int, np.ndarray] | None = None  # the last converted frame (reused when fps is high)
+        # The last converted frame and its picture (reused when fps is high). The frame itself is
+        # held and compared by identity: an ``id`` alone could be reused by a later frame once the
+        # earlier one is freed, which would hand back a stale picture.
+        cache: tuple[Any, np.ndarray] | None = None
 
         def convert(frame: Any) -> np.ndarray:
             nonlocal cache
-            if cache is None or cache[0] != id(frame):
-                cache = (id(frame), to_rgb(frame, self.size))
+            if cache is None or cache[0] is not frame:
+                cache = (frame, to_rgb(frame, self.size))
             return cache[1]
 
         try:

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from higround.data.features import open_store, video_stem
 from higround.errors import ConfigError, DataError
 from higround.io import atomic_path
-from higround.video.backbones import Backbone
+from higround.video.backbones import Backbone, BackboneSpec
 from higround.video.decode import ClipReader
 from higround.video.settings import (
     STORE_FORMAT,
@@ -94,11 +93,14 @@ class ExtractionSummary:
 
 
 def settings_of(
-    backbone: Backbone, fps: float, clip_frames: int | None, stride: int | None
+    backbone: Backbone | BackboneSpec, fps: float, clip_frames: int | None = None, stride: int | None = None
 ) -> FeatureSettings:
-    """The settings of ``backbone`` at ``fps``; clip length and stride default to the backbone's clip."""
-    frames = clip_frames or backbone.spec.clip_frames
-    return FeatureSettings(backbone.name, backbone.dim, ClipSampling(fps, frames, stride or frames))
+    """The settings of ``backbone`` (loaded, or its spec) at ``fps``; clip length and stride default
+    to the backbone's clip (the stride to the clip length), as ``higround extract`` and
+    :func:`~higround.video.grounding.plan_extraction` both take them."""
+    spec = backbone if isinstance(backbone, BackboneSpec) else backbone.spec
+    frames = clip_frames or spec.clip_frames
+    return FeatureSettings(spec.name, spec.dim, ClipSampling(fps, frames, stride or frames))
 
 
 def encode_batches(
@@ -172,14 +174,15 @@ def _entry_attrs(video: VideoFeatures, source: str) -> dict[str, object]:
 def _write_part(
     path: Path, backbone: Backbone, settings: FeatureSettings, batch_size: int, parts: Path, progress: bool
 ) -> tuple[int, float]:
-    """Extract ``path`` into ``parts/<id>.h5`` atomically, appending batch by batch; (clips, end)."""
-    video_id = path.stem
+    """Extract ``path`` into ``parts/<id>.h5`` atomically, appending batch by batch; (clips, end).
+
+    ``progress``: show a bar counting the video's clips (nothing is printed without it).
+    """
+    from tqdm import tqdm
+
     reader, batches = encode_batches(path, backbone, settings, batch_size)
-    bar = _bar(video_id, progress)
-    try:
-        return _fill_part(path, reader, batches, settings, parts, bar)
-    finally:
-        bar(None)
+    with tqdm(desc=path.stem, unit="clip", leave=False, dynamic_ncols=True, disable=not progress) as bar:
+        return _fill_part(path, reader, batches, settings, parts, bar.update)
 
 
 def _fill_part(
@@ -188,7 +191,7 @@ def _fill_part(
     batches: Iterator[np.ndarray],
     settings: FeatureSettings,
     parts: Path,
-    bar: Callable[[int | None], None],
+    on_batch: Callable[[int], object],
 ) -> tuple[int, float]:
     video_id = path.stem
     with atomic_path(parts / f"{video_id}.h5") as tmp, h5py.File(tmp, "w") as f:
@@ -199,29 +202,12 @@ def _fill_part(
         for batch in batches:
             data.resize(len(data) + len(batch), axis=0)
             data[-len(batch) :] = batch
-            bar(len(batch))
+            on_batch(len(batch))
         assert reader.end is not None
         times = settings.sampling.clip_times(len(data), reader.end)
         video = VideoFeatures(video_id, np.empty((0, 0)), times, reader.end, settings)
         data.attrs.update(_entry_attrs(video, path.name))
     return len(times), reader.end
-
-
-def _bar(name: str, enabled: bool) -> Callable[[int | None], None]:
-    """A progress bar counting clips of one video; call with ``None`` to close it."""
-    if not enabled:
-        return lambda n: None
-    from tqdm import tqdm
-
-    bar = tqdm(desc=name, unit="clip", leave=False, dynamic_ncols=True)
-
-    def update(n: int | None) -> None:
-        if n is None:
-            bar.close()
-        else:
-            bar.update(n)
-
-    return update
 
 
 def _check_store_settings(store: Path, settings: FeatureSettings) -> None:
@@ -377,12 +363,3 @@ def read_video_features(store: str | Path, video_id: str) -> VideoFeatures:
         times = np.stack([attrs["clip_starts"], attrs["clip_ends"]], axis=1).astype(np.float64)
         duration = float(attrs["duration"])
     return VideoFeatures(video_id, features, times, duration, settings)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: ``cuda:LOCAL_RANK`` under torchrun, else ``cuda`` when available, else CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from higround.errors import ConfigError
 from higround.video.backbones import backbone_spec
+from higround.video.extract import settings_of
 from higround.video.settings import ClipSampling, FeatureSettings
 from higround.viz.timeline import TimelinePanel, TimelineRow
 
@@ -43,11 +44,11 @@ def plan_extraction(
     spec = backbone_spec(name)
     if trained is not None and name == trained.backbone:
         sampling = trained.sampling
-    else:
-        sampling = ClipSampling(fps or 1.0, spec.clip_frames, spec.clip_frames)
-    if fps is not None:
-        sampling = ClipSampling(fps, sampling.clip_frames, sampling.stride)
-    planned = FeatureSettings(name, spec.dim, sampling)
+        if fps is not None:
+            sampling = ClipSampling(fps, sampling.clip_frames, sampling.stride)
+        planned = FeatureSettings(name, spec.dim, sampling)
+    else:  # none recorded, or another backbone: its own clip, as `higround extract` defaults to
+        planned = settings_of(spec, 1.0 if fps is None else fps)
     check_settings(trained, video_dim, planned, source)
     return planned
 
