@@ -24,14 +24,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
 
-from higround.baselines.prior import PositionPrior
-from higround.data.readers import load_dataset
-from higround.data.schema import GroundingDataset
+from higround.baselines.prior import KeyedBy, PositionPrior
+from higround.data.schema import GroundingDataset, Span
 from higround.data.synthetic import (
     MANIFEST_FORMAT,
     SyntheticConfig,
@@ -179,10 +178,11 @@ def _fresh_run_dir(directory: Path) -> None:
 def _paragraph_extent_metrics(
     records: Sequence[PredictionRecord], dataset: GroundingDataset, thresholds: Sequence[float]
 ) -> dict[str, float]:
-    """The paragraph decoder's span against each paragraph's extent (first start, last end)."""
+    """The paragraph decoder's span against each paragraph's extent: the hull of its sentence spans,
+    the decoder's training target."""
     predicted = {(r.video_id, r.paragraph_index): r.paragraph_span for r in records}
     paragraphs = dataset.paragraphs()
-    gt = np.array([[p.sentences[0].start, p.sentences[-1].end] for p in paragraphs], dtype=np.float64)
+    gt = np.array([p.union_span for p in paragraphs], dtype=np.float64)
     pred = np.array([predicted[(p.video_id, p.index)] for p in paragraphs], dtype=np.float64)
     return grounding_metrics(pred, gt, thresholds)
 
@@ -192,18 +192,11 @@ def predict_levels(
 ) -> tuple[list[PredictionRecord], list[PredictionRecord], GroundingDataset]:
     """A checkpoint's records on ``split`` (its recipe's data, on the CPU): the final spans, the
     sentence decoder's spans in their place, and the split's annotations as the model read them."""
-    from higround.engine.evaluation import open_checkpoint, paragraph_records
+    from higround.engine.evaluation import open_checkpoint
 
     run = open_checkpoint(checkpoint, device="cpu")
-    rows = run.data.paragraphs(split)
-    final: list[PredictionRecord] = []
-    sentence_level: list[PredictionRecord] = []
-    start = 0
-    for output, batch in run.batches(split):
-        part = rows[start : start + len(batch)]
-        final += paragraph_records(output, batch, part)
-        sentence_level += paragraph_records(replace(output, spans=output.sentence_spans), batch, part)
-        start += len(batch)
+    final = run.records(split)
+    sentence_level = [replace(r, spans=(cast(Span, r.sentence_span),)) for r in final]  # always filled
     return final, sentence_level, run.data.annotations(split)
 
 
@@ -269,6 +262,7 @@ def run_demo(
     """
     # Imported here: the engine pulls in torch and Lightning.
     from higround.engine.config import load_config
+    from higround.engine.datamodule import GroundingDataModule
     from higround.engine.trainer import fit
 
     if paragraphs < 1:
@@ -311,15 +305,21 @@ def run_demo(
     split = config.data.test_split
     final, sentence_level, test = predict_levels(result.best_checkpoint, split)
     thresholds = config.eval.thresholds or thresholds_for(DATASET)
-    train = load_dataset(DATASET, data.root, config.data.train_split)
+    # The training split as training read it (the recipe's on_bad, max_sentences and limit).
+    train = GroundingDataModule(config).annotations(config.data.train_split)
 
     predictions_dir = out / "predictions"
     predictions = {"hscnet": predictions_dir / f"hscnet_{split}.json"}
     meta = {"checkpoint": str(result.best_checkpoint), "model": "hscnet", "features": str(data.features)}
     write_predictions(predictions["hscnet"], final, dataset=DATASET, split=test.split, meta=meta)
     rows_out: list[MetricsRow] = []
-    for keyed_by, label in (("position-and-count", "prior (i, n)"), ("position", "prior (i)")):
-        prior = PositionPrior.fit(train, keyed_by)
+    fitted = PositionPrior.fit(train)  # fits both tables; keyed_by only picks one when predicting
+    variants: tuple[tuple[KeyedBy, str], ...] = (
+        ("position-and-count", "prior (i, n)"),
+        ("position", "prior (i)"),
+    )
+    for keyed_by, label in variants:
+        prior = replace(fitted, keyed_by=keyed_by)
         records, _ = prior.predict(test)
         path = predictions_dir / f"prior_{keyed_by}_{split}.json"
         write_predictions(path, records, dataset=DATASET, split=test.split, meta=prior.describe())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from higround.baselines.prior import FALLBACK_LEVELS, KEYED_BY, PositionPrior
-from higround.cli.evaluate_cmd import print_report, write_metrics_json
+from higround.cli.evaluate_cmd import add_report_arguments, hit_rule, print_report, write_metrics_json
 from higround.data.readers import available_datasets, load_dataset
 from higround.data.schema import GroundingDataset
 from higround.metrics import check_thresholds, evaluate, thresholds_for, write_predictions
@@ -49,11 +49,7 @@ def register(sub: Any) -> None:
         help="bad-record policy of both splits (ActivityNet train needs skip)",
     )
     prior.add_argument("--max-sentences", type=int, help="split paragraphs into chunks of at most K")
-    prior.add_argument(
-        "--thresholds", type=float, nargs="+", metavar="M", help="tIoU thresholds (default: the dataset's)"
-    )
-    prior.add_argument("--exclusive", action="store_true", help="a hit needs IoU > m (default IoU >= m)")
-    prior.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    add_report_arguments(prior)
     prior.set_defaults(func=run)
 
 
@@ -76,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         write_predictions(args.out, records, dataset=args.dataset, split=test.split, meta=meta)
     notes = [d.report.summary() for d in (train, test) if d.report.clamped or d.report.skipped]
     notes.append("predictions keyed by " + ", ".join(f"{k}: {v}" for k, v in used.items()))
-    rule = "IoU > m" if args.exclusive else "IoU >= m"
+    rule = hit_rule(args.exclusive)
     print_report(
         metrics,
         title=(

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nprocedural test split ({test}); hit: IoU >= m; values in %")
     print(result.table)
     if any(r.target != "sentence" for r in result.rows):
-        print("* paragraph decoder's span against the paragraph's extent (first start, last end)")
+        print("* paragraph decoder's span against the paragraph's extent (the hull of its sentence spans)")
     print(f"\ntraining: {result.seconds['train']:.0f} s; total {result.seconds['total']:.0f} s")
     print(f"metrics:     {result.metrics_json}")
     print(f"predictions: {', '.join(str(p) for p in result.predictions.values())}")

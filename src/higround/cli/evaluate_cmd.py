@@ -30,22 +30,18 @@ from higround.metrics import (
 METRICS_FORMAT = "higround.metrics.v1"
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of how predictions are scored and reported (any source of predictions)."""
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that scores sentences: thresholds, the hit rule, the JSON output."""
     parser.add_argument(
         "--thresholds", type=float, nargs="+", metavar="M", help="tIoU thresholds (default: the dataset's)"
     )
     parser.add_argument("--exclusive", action="store_true", help="a hit needs IoU > m (default IoU >= m)")
-    parser.add_argument(
-        "--allow-missing", action="store_true", help="score sentences without a prediction as misses"
-    )
-    parser.add_argument(
-        "--allow-unknown", action="store_true", help="ignore predictions for keys not in the annotations"
-    )
-    parser.add_argument(
-        "--nms-threshold", type=float, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
-    )
     parser.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+
+
+def hit_rule(exclusive: bool) -> str:
+    """The hit rule as printed and written: ``IoU > m`` or ``IoU >= m``."""
+    return "IoU > m" if exclusive else "IoU >= m"
 
 
 def register(sub: Any) -> None:
@@ -75,7 +71,16 @@ def register(sub: Any) -> None:
         default="auto",
         help="format of --predictions (default: from its suffix and content)",
     )
-    add_scoring_arguments(parser)
+    add_report_arguments(parser)
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="score sentences without a prediction as misses"
+    )
+    parser.add_argument(
+        "--allow-unknown", action="store_true", help="ignore predictions for keys not in the annotations"
+    )
+    parser.add_argument(
+        "--nms-threshold", type=float, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -138,7 +143,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     metrics = score_alignment(
         alignment, thresholds=thresholds, inclusive=not args.exclusive, nms_threshold=args.nms_threshold
     )
-    rule = "IoU > m" if args.exclusive else "IoU >= m"
+    rule = hit_rule(args.exclusive)
     notes = [dataset.report.summary()] if dataset.report.clamped or dataset.report.skipped else []
     print_report(
         metrics,
@@ -192,7 +197,7 @@ def run_predictions(args: argparse.Namespace) -> int:
         )
     if dataset.report.clamped or dataset.report.skipped:
         notes.append(dataset.report.summary())
-    rule = "IoU > m" if args.exclusive else "IoU >= m"
+    rule = hit_rule(args.exclusive)
     print_report(
         metrics,
         title=(
