@@ -1,10 +1,15 @@
-"""Shared fixtures: the real benchmark files in ``../shared/data`` beside the checkout."""
+"""Shared fixtures: the real benchmark files in ``../shared/data`` beside the checkout, features in
+the TACoS release layout for them, and a model small enough to train in a second on a CPU."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from higround.data.features import write_hdf5_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,3 +21,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real benchmark files not found at {SHARED_DATA} (../shared/data beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tacos_features(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Random 24-d clip features for every video of the real TACoS test paragraphs, in the release
+    layout (``tall_c3d_features.hdf5``: one ``(T, D)`` dataset per video id such as ``s30-d40.avi``;
+    D is 24 instead of 4096 to keep the tests fast)."""
+    records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
+    rng = np.random.default_rng(0)
+    videos = sorted({r["video"] for r in records})
+    path = tmp_path_factory.mktemp("features") / "tall_c3d_features.hdf5"
+    write_hdf5_store(path, {v: rng.standard_normal((int(rng.integers(20, 60)), 24)) for v in videos})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> list[str]:
+    """Overrides of a model small enough to train in a second on a CPU (with ``tacos_features``)."""
+    return [
+        "model.video_dim=24",
+        "model.hidden_dim=16",
+        "model.num_heads=2",
+        "model.feature_layers=1",
+        "model.word_layers=1",
+        "model.sentence_layers=1",
+        "model.paragraph_layers=1",
+        "model.num_clips=16",
+    ]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from higround.cli.main import main
-from higround.data.features import write_hdf5_store
 from higround.data.readers import load_dataset
 from higround.metrics import read_predictions, temporal_iou
 from higround.text.tokenizer import tokenize
@@ -21,35 +20,24 @@ LIMIT = 8  # paragraphs of paragraphs_test.json used
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, object]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path, tacos_features: Path, tiny_model: list[str]
+) -> dict[str, object]:
     """One epoch of `higround train` on the first 8 real TACoS test paragraphs (train = val = test)."""
     tmp = tmp_path_factory.mktemp("cli_train")
     records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
-    rng = np.random.default_rng(0)
-    # The TACoS release layout: one HDF5 file, one (T, D) dataset per video id ("s30-d40.avi").
-    # D is 20 instead of 4096 to keep the test fast.
-    features = tmp / "tall_c3d_features.hdf5"
-    videos = sorted({r["video"] for r in records})
-    write_hdf5_store(features, {v: rng.standard_normal((int(rng.integers(20, 60)), 20)) for v in videos})
     args = [
         "train",
         "--config",
         str(REPO / "configs" / "hscnet" / "tacos.yaml"),
         f"data.root={shared_data / 'tacos'}",
-        f"data.features={features}",
+        f"data.features={tacos_features}",
         "data.train_split=test",
         "data.val_split=test",
         f"data.limit={LIMIT}",
         "data.batch_size=4",
         "data.num_workers=0",
-        "model.video_dim=20",
-        "model.num_clips=32",
-        "model.hidden_dim=16",
-        "model.num_heads=2",
-        "model.feature_layers=1",
-        "model.word_layers=1",
-        "model.sentence_layers=1",
-        "model.paragraph_layers=1",
+        *tiny_model,
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.progress_bar=false",
@@ -57,7 +45,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict
     ]
     assert main(args) == 0
     sentences = sum(len(r["sentences"]) for r in records[:LIMIT])
-    return {"run": tmp / "runs" / "hscnet_tacos", "features": features, "sentences": sentences, "tmp": tmp}
+    return {
+        "run": tmp / "runs" / "hscnet_tacos",
+        "features": tacos_features,
+        "sentences": sentences,
+        "tmp": tmp,
+    }
 
 
 def test_train_writes_checkpoints_logs_and_weights(trained: dict[str, object]) -> None:

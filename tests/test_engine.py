@@ -12,31 +12,18 @@ import torch
 
 from higround.data.batching import collate_paragraphs
 from higround.data.dataset import make_item
-from higround.data.features import write_hdf5_store
 from higround.data.schema import Paragraph, Sentence
 from higround.engine import Grounder, export_safetensors, fit, load_checkpoint, load_config, save_checkpoint
-from higround.engine.checkpoint import AtomicCheckpointIO
 from higround.engine.config import Config, parse_overrides
 from higround.engine.datamodule import EpochShuffleSampler
 from higround.engine.inference import SentencePredictions, gather_predictions
-from higround.engine.trainer import resolve_precision
+from higround.engine.trainer import AtomicCheckpointIO, resolve_precision
 from higround.errors import ConfigError, DataError
 from higround.models import HSCNet
 from higround.text.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "hscnet"
-
-# A model small enough to train in a second on CPU.
-TINY_MODEL = [
-    "model.hidden_dim=16",
-    "model.num_heads=2",
-    "model.feature_layers=1",
-    "model.word_layers=1",
-    "model.sentence_layers=1",
-    "model.paragraph_layers=1",
-    "model.num_clips=16",
-]
 
 
 # --- config ---------------------------------------------------------------------------------------
@@ -192,8 +179,8 @@ def test_predictions_are_gathered_across_ranks(tmp_path: Path) -> None:
 # --- checkpoints ------------------------------------------------------------------------------------
 
 
-def _tiny(tmp_path: Path) -> tuple[Config, HSCNet, Vocabulary, object]:
-    config = load_config(CONFIGS / "tacos.yaml", [*TINY_MODEL, "model.video_dim=12"])
+def _tiny(tiny_model: list[str]) -> tuple[Config, HSCNet, Vocabulary, object]:
+    config = load_config(CONFIGS / "tacos.yaml", [*tiny_model, "model.video_dim=12"])
     vocab = Vocabulary.build(["a man opens the fridge", "he takes a carrot out", "the man cuts it"])
     torch.manual_seed(0)
     model = HSCNet(config.model_config(word_dim=8), torch.randn(len(vocab), 8)).eval()
@@ -207,8 +194,8 @@ def _tiny(tmp_path: Path) -> tuple[Config, HSCNet, Vocabulary, object]:
     return config, model, vocab, batch
 
 
-def test_checkpoint_round_trip_needs_no_other_file(tmp_path: Path) -> None:
-    config, model, vocab, batch = _tiny(tmp_path)
+def test_checkpoint_round_trip_needs_no_other_file(tmp_path: Path, tiny_model: list[str]) -> None:
+    config, model, vocab, batch = _tiny(tiny_model)
     path = tmp_path / "a" / "model.ckpt"
     save_checkpoint(path, model, config, vocab)
     alone = tmp_path / "elsewhere" / "m.ckpt"
@@ -265,19 +252,7 @@ def test_atomic_checkpoint_io_never_leaves_partial_files(tmp_path: Path) -> None
 # --- training ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tacos_features(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """Random 24-d clip features for every video of the real TACoS test paragraphs, in the release
-    layout (one HDF5 dataset per video id)."""
-    records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
-    rng = np.random.default_rng(0)
-    videos = sorted({r["video"] for r in records})
-    path = tmp_path_factory.mktemp("features") / "tall_c3d_features.hdf5"
-    write_hdf5_store(path, {v: rng.standard_normal((int(rng.integers(20, 60)), 24)) for v in videos})
-    return path
-
-
-def _train_overrides(shared_data: Path, features: Path, out: Path) -> list[str]:
+def _train_overrides(shared_data: Path, features: Path, model: list[str], out: Path) -> list[str]:
     return [
         f"data.root={shared_data / 'tacos'}",
         f"data.features={features}",
@@ -286,19 +261,20 @@ def _train_overrides(shared_data: Path, features: Path, out: Path) -> list[str]:
         "data.limit=6",
         "data.batch_size=2",
         "data.num_workers=0",
-        "model.video_dim=24",
-        *TINY_MODEL,
+        *model,
         "trainer.accelerator=cpu",
         "trainer.progress_bar=false",
         f"output_dir={out}",
     ]
 
 
-def test_resume_continues_exactly(tmp_path: Path, shared_data: Path, tacos_features: Path) -> None:
+def test_resume_continues_exactly(
+    tmp_path: Path, shared_data: Path, tacos_features: Path, tiny_model: list[str]
+) -> None:
     # A worker process makes the loader draw its first indices eagerly, before Lightning sets the
     # epoch on the sampler: the resumed run must still see epoch 1's order.
     common = [
-        *_train_overrides(shared_data, tacos_features, tmp_path),
+        *_train_overrides(shared_data, tacos_features, tiny_model, tmp_path),
         "model.dropout=0.3",
         "data.num_workers=1",
     ]
@@ -335,9 +311,9 @@ def test_resume_continues_exactly(tmp_path: Path, shared_data: Path, tacos_featu
 
 
 def test_grounder_grounds_a_paragraph_from_raw_features(
-    tmp_path: Path, shared_data: Path, tacos_features: Path
+    tmp_path: Path, shared_data: Path, tacos_features: Path, tiny_model: list[str]
 ) -> None:
-    overrides = [*_train_overrides(shared_data, tacos_features, tmp_path), "trainer.max_epochs=1"]
+    overrides = [*_train_overrides(shared_data, tacos_features, tiny_model, tmp_path), "trainer.max_epochs=1"]
     result = fit(load_config(CONFIGS / "tacos.yaml", overrides))
     assert result.weights is not None and result.best_checkpoint is not None
     grounder = Grounder.from_checkpoint(result.best_checkpoint)
