@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from higround.cli.main import main
-from higround.data.features import open_store
+from higround.data.features import open_store, write_hdf5_store
 from higround.errors import ConfigError
 from higround.video.backbones import backbone_names, build_backbone
 from higround.video.decode import ClipReader, FrameSampler
@@ -103,6 +103,16 @@ def test_store_holds_the_expected_clips_for_the_known_durations(
             f[IDS[0]].attrs["source"] == f"{IDS[0]}.mp4"
             and f[IDS[0]].attrs["backbone"] == "efficientnet-lite0"
         )
+
+
+def test_a_store_without_durations_needs_the_duration(tmp_path: Path) -> None:
+    store = tmp_path / "released.h5"  # a released feature file: features only, no clip times
+    write_hdf5_store(store, {"v1": np.ones((4, 3))})
+    with pytest.raises(ConfigError, match="records no durations"):
+        read_video_features(store, "v1")
+    entry = read_video_features(store, "v1", duration=10.0)
+    assert entry.settings is None and entry.duration == 10.0
+    np.testing.assert_allclose(entry.clip_times, [[0, 2.5], [2.5, 5], [5, 7.5], [7.5, 10]])
 
 
 def test_corrupt_copy_is_reported_and_skipped(extracted: dict[str, object]) -> None:

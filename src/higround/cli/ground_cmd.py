@@ -51,12 +51,9 @@ def _features(args: argparse.Namespace, grounder: Any) -> Any:
     from higround.video.extract import read_video_features
 
     if args.features is not None:
-        video = read_video_features(args.features, args.video.stem)
-        if video.settings is None:  # a store without clip times: the duration comes from the file
-            if not args.video.is_file():
-                raise ConfigError(f"{args.features} records no durations: give the video file, not an id")
-            video.duration = probe_duration(args.video)
-        return video
+        # A store without clip times needs the duration: from the file's metadata when it is here.
+        duration = probe_duration(args.video) if args.video.is_file() else None
+        return read_video_features(args.features, args.video.stem, duration)
     from tqdm import tqdm
 
     with tqdm(

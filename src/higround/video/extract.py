@@ -343,23 +343,27 @@ def extract_store(
     return summary
 
 
-def read_video_features(store: str | Path, video_id: str) -> VideoFeatures:
-    """One video's features from a store, with its clip times and duration when the store records
-    them (``higround extract`` stores); other stores give ``settings=None`` and times spread evenly
-    over a duration taken as the clip count (the caller should pass the real duration).
+def read_video_features(store: str | Path, video_id: str, duration: float | None = None) -> VideoFeatures:
+    """One video's features from a store, with its clip times and duration.
+
+    Stores written by ``higround extract`` record both (``duration`` is then not used). Any other store
+    (a released feature file, a folder of .npy files) gives ``settings=None`` and needs ``duration``
+    in seconds: its clips are taken to cover the video in equal spans, as the readers resample them.
 
     Raises:
+        ConfigError: the store records no durations and ``duration`` is not given.
         DataError: the video is not in the store (nearest ids named), or its entry is malformed.
     """
-    features_store = open_store(store)
-    features = features_store.get(video_id)
+    features = open_store(store).get(video_id)
     settings = read_store_settings(store)
     if settings is None:
-        t = len(features)
-        times = np.stack([np.arange(t), np.arange(1, t + 1)], axis=1).astype(np.float64)
-        return VideoFeatures(video_id, features, times, float(t), None)
+        if duration is None:
+            raise ConfigError(f"{store} records no durations: give the duration of video {video_id!r}")
+        edges = np.linspace(0.0, float(duration), len(features) + 1)
+        times = np.stack([edges[:-1], edges[1:]], axis=1)
+        return VideoFeatures(video_id, features, times, float(duration), None)
     with h5py.File(store, "r") as f:
         attrs = f[video_id if video_id in f else video_stem(video_id)].attrs
         times = np.stack([attrs["clip_starts"], attrs["clip_ends"]], axis=1).astype(np.float64)
-        duration = float(attrs["duration"])
-    return VideoFeatures(video_id, features, times, duration, settings)
+        recorded = float(attrs["duration"])
+    return VideoFeatures(video_id, features, times, recorded, settings)
