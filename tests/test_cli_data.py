@@ -66,3 +66,57 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == sorted(line.split()[0] for line in lines)
     assert any(line.startswith("activitynet_captions") and "val_2" in line for line in lines)
+
+
+def test_stats_of_a_split_with_every_record_bad_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Skipping everything used to print 0 videos and exit 0."""
+    path = tmp_path / "test.json"
+    record = {"timestamps": [[0, 25]], "sentences": ["a man cuts."], "fps": 25.0, "num_frames": 0}
+    path.write_text(json.dumps({"s1.avi": record, "s2.avi": record}))
+    assert main(["data", "stats", "tacos", "--file", str(path), "--on-bad", "skip"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"higround data stats: error: {path}: every record is bad")
+    assert (
+        "2 bad record(s) of 2 video(s)" in captured.err and "'s1.avi': unknown video duration" in captured.err
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied"),
+        IsADirectoryError(21, "Is a directory"),
+        NotADirectoryError(20, "Not a directory"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_os_errors_on_a_path_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: OSError
+) -> None:
+    """An unreadable file (root cannot make one, hence the patch) is named, without a traceback."""
+    text = tmp_path / "charades_sta_test.txt"
+    text.write_text("V1 0.0 2.0##a person sits.\n")
+    csv_path = tmp_path / "Charades_v1_test.csv"
+    error.filename = str(csv_path)
+
+    def unreadable(path: Path) -> dict[str, float]:
+        raise error
+
+    monkeypatch.setattr("higround.data.readers.charades.read_lengths", unreadable)
+    assert main(["data", "stats", "charades_sta", "--file", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"higround data stats: error: {csv_path}: {error.strerror}\n"
+
+
+def test_an_os_error_without_a_path_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not about a path the user gave: shown in full, as a fault."""
+
+    def broken(args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("higround.cli.data_cmd.run", broken)
+    with pytest.raises(OSError, match="No space left"):
+        main(["data", "list"])

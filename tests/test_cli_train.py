@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from higround.cli.main import main
 from higround.data.readers import load_dataset
@@ -131,3 +133,99 @@ def test_predict_writes_every_sentence_in_seconds(trained: dict[str, object], sh
     rows = list(csv.DictReader((run / "csv" / "version_0" / "metrics.csv").open()))
     val_miou = float(next(r["val/mIoU"] for r in rows if r.get("val/mIoU")))
     assert temporal_iou(pred, gt).mean() == pytest.approx(val_miou, abs=1e-6)
+
+
+def _train_args(shared_data: Path, features: Path, model: list[str], out: Path) -> list[str]:
+    return [
+        "train",
+        "--config",
+        str(REPO / "configs" / "hscnet" / "tacos.yaml"),
+        f"data.root={shared_data / 'tacos'}",
+        f"data.features={features}",
+        "data.train_split=test",
+        "data.val_split=null",
+        "data.limit=2",
+        "data.num_workers=0",
+        *model,
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.progress_bar=false",
+        f"output_dir={out}",
+    ]
+
+
+def test_train_checks_its_run_folder_before_any_work(
+    tmp_path: Path, tacos_features: Path, tiny_model: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # The annotation folder does not exist either: the run folder is checked first.
+    args = _train_args(tmp_path / "missing", tacos_features, tiny_model, blocker / "runs")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    folder = blocker / "runs" / "hscnet_tacos"
+    assert err.startswith(f"higround train: error: run folder (output_dir/name) {folder}")
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("role", ["train", "val"])
+def test_train_refuses_a_split_without_paragraphs(
+    tmp_path: Path,
+    shared_data: Path,
+    tacos_features: Path,
+    tiny_model: list[str],
+    capsys: pytest.CaptureFixture[str],
+    role: str,
+) -> None:
+    root = tmp_path / "tacos"
+    root.mkdir()
+    (root / "paragraphs_test.json").symlink_to(shared_data / "tacos" / "paragraphs_test.json")
+    (root / "paragraphs_empty.json").write_text("[]")
+    args = _train_args(tmp_path, tacos_features, tiny_model, tmp_path / "runs")
+    args += ["data.train_split=empty"] if role == "train" else ["data.val_split=empty"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("higround train: error:") and err.count("\n") == 1
+    assert "'empty'" in err or "paragraphs_empty.json" in err
+    assert not list(tmp_path.glob("runs/*/checkpoints/*.ckpt"))
+
+
+def test_evaluate_names_the_checkpoint_a_missing_path_came_from(
+    trained: dict[str, object],
+    tmp_path: Path,
+    shared_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = trained["run"]
+    assert isinstance(run, Path)
+    # Training stored absolute paths.
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert recorded["root"] == str(shared_data / "tacos") and Path(recorded["features"]).is_absolute()
+    # A checkpoint of an older version, with relative paths.
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    checkpoint["higround"]["config"]["data"].update(root="data/tacos", features="data/feats.hdf5")
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    evaluate = ["evaluate", "--checkpoint", str(old), "--split", "test", "--limit", "2", "--device", "cpu"]
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    capsys.readouterr()
+    assert main(evaluate) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"higround evaluate: error: data/tacos (relative: read against {empty}) not found: it is "
+        f"data.root of the checkpoint {old}'s recipe; pass --annotations-root DIR to read it from elsewhere\n"
+    )
+    assert main([*evaluate, "--annotations-root", str(shared_data / "tacos")]) == 2
+    err = capsys.readouterr().err
+    assert "data/feats.hdf5" in err and "data.features of the checkpoint" in err and "--features FILE" in err
+    # Read against the current folder, the old checkpoint's relative paths still work.
+    (empty / "data").mkdir()
+    (empty / "data" / "tacos").symlink_to(shared_data / "tacos")
+    features = trained["features"]
+    assert isinstance(features, Path)
+    (empty / "data" / "feats.hdf5").symlink_to(features)
+    assert main(evaluate) == 0

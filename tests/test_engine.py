@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from higround.data.batching import collate_paragraphs
 from higround.data.dataset import make_item
 from higround.data.schema import Paragraph, Sentence
 from higround.engine import Grounder, export_safetensors, fit, load_checkpoint, load_config, save_checkpoint
-from higround.engine.config import Config, parse_overrides
-from higround.engine.datamodule import EpochShuffleSampler
+from higround.engine.config import Config, DataConfig, parse_overrides
+from higround.engine.datamodule import EpochShuffleSampler, GroundingDataModule
 from higround.engine.inference import SentencePredictions, gather_predictions
-from higround.engine.trainer import AtomicCheckpointIO, resolve_precision
+from higround.engine.trainer import AtomicCheckpointIO, paper_notes, resolve_paths, resolve_precision
 from higround.errors import ConfigError, DataError
 from higround.models import HSCNet
 from higround.text.vocab import Vocabulary
@@ -44,6 +45,62 @@ def test_dataset_recipes_hold_the_papers_settings() -> None:
         assert (config.optim.lr, config.optim.weight_decay) == (1e-4, 0.0)
         assert config.model["hidden_dim"] == 256 and config.model["temperature"] == 0.2
         assert config.model["word_dim"] is None and config.text.word_vectors == "glove-6b-50d"
+
+
+RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if p.name not in ("base.yaml", "synthetic.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_benchmark_recipes_load_their_released_files(recipe: Path, shared_data: Path) -> None:
+    # Every split of the real benchmark, read with the recipe's dataset, on_bad and max_sentences.
+    config = load_config(recipe, [f"data.root={shared_data}"])
+    data = GroundingDataModule(config)
+    splits = (config.data.train_split, config.data.val_split, config.data.test_split)
+    for split in splits:
+        assert split is not None and data.paragraphs(split)
+    skipped = {s: [r.key for r in data.annotations(s).report.skipped] for s in splits}
+    # The recipe's comment and docs/training.md state these counts.
+    expected = {
+        "activitynet_captions": {"train": ["v_0bosp4-pyTM#3", "v_rhOtqArO-3Y#5"], "val_1": [], "val_2": []},
+        "tacos": {"train": [], "val": [], "test": []},
+    }
+    assert skipped == expected[recipe.stem]
+    assert config.data.on_bad == ("skip" if any(skipped.values()) else "error")
+
+
+def test_error_stays_the_default_bad_record_policy() -> None:
+    assert DataConfig().on_bad == "error"
+    assert load_config(CONFIGS / "base.yaml").data.on_bad == "error"
+
+
+def test_paper_recipes_note_other_word_vectors(tmp_path: Path) -> None:
+    tacos = load_config(CONFIGS / "tacos.yaml")
+    anet = load_config(CONFIGS / "activitynet_captions.yaml")
+    assert tacos.text.paper_word_vectors == anet.text.paper_word_vectors == "glove.840B.300d"
+    (note,) = paper_notes(tacos)
+    assert note.startswith("text.word_vectors=glove-6b-50d is not the paper's glove.840B.300d")
+    assert paper_notes(load_config(CONFIGS / "tacos.yaml", ["text.word_vectors=learned"]))
+    for paper_file in ("/data/glove.840B.300d.txt", "glove.840B.300d.zip", "g/glove.840B.300d.txt.gz"):
+        assert paper_notes(load_config(CONFIGS / "tacos.yaml", [f"text.word_vectors={paper_file}"])) == []
+    assert paper_notes(load_config(CONFIGS / "synthetic.yaml")) == []  # follows no paper
+    # notes round-trip through a run's config.yaml
+    noted = Config.from_dict({**tacos.to_dict(), "notes": [note]})
+    assert Config.from_dict(yaml.safe_load(yaml.safe_dump(noted.to_dict()))) == noted
+
+
+def test_resolve_paths_makes_the_recorded_paths_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vectors.txt").write_text("the 0.1 0.2\n")
+    given = ["data.root=ann", "data.features=f.hdf5", "resume=runs/x/last.ckpt"]
+    config = resolve_paths(load_config(None, [*given, "text.word_vectors=vectors.txt"]))
+    assert (config.data.root, config.data.features) == (str(tmp_path / "ann"), str(tmp_path / "f.hdf5"))
+    assert config.resume == str(tmp_path / "runs" / "x" / "last.ckpt")
+    assert config.text.word_vectors == str(tmp_path / "vectors.txt")
+    # Names of vector sources, and a missing file (left for the reader to report as given), stay.
+    for source in ("glove-6b-50d", "learned", "missing.txt"):
+        assert resolve_paths(load_config(None, [f"text.word_vectors={source}"])).text.word_vectors == source
 
 
 def test_overrides_are_typed_and_nested() -> None:
@@ -333,3 +390,34 @@ def test_grounder_grounds_a_paragraph_from_raw_features(
         grounder.ground(features, sentences, 0.0)
     with pytest.raises(DataError, match="has no word token"):
         grounder.ground(features, ["...", "a man"], 10.0)
+
+
+def test_a_run_records_absolute_paths_and_its_departures_from_the_paper(
+    tmp_path: Path,
+    shared_data: Path,
+    tacos_features: Path,
+    tiny_model: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("tacos").symlink_to(shared_data / "tacos")
+    Path("feats.hdf5").symlink_to(tacos_features)
+    overrides = [
+        *_train_overrides(Path("."), Path("feats.hdf5"), tiny_model, Path("runs")),
+        "trainer.max_epochs=1",
+    ]
+    with caplog.at_level("WARNING", logger="higround.engine.trainer"):
+        result = fit(load_config(CONFIGS / "tacos.yaml", overrides))
+    warned = [r.getMessage() for r in caplog.records if r.name == "higround.engine.trainer"]
+    assert warned == [
+        "not the paper's setting: text.word_vectors=glove-6b-50d is not the paper's glove.840B.300d: "
+        "results are not comparable with the paper's table"
+    ]
+    recorded = Config.from_dict(yaml.safe_load((result.run_dir / "config.yaml").read_text()))
+    assert result.last_checkpoint is not None
+    stored = load_checkpoint(result.last_checkpoint).config
+    for config in (recorded, stored):
+        assert config.notes == [warned[0].removeprefix("not the paper's setting: ")]
+        assert config.data.root == str(tmp_path / "tacos")
+        assert config.data.features == str(tmp_path / "feats.hdf5")

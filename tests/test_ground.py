@@ -1,23 +1,25 @@
 """``higround ground`` end to end on the real ActivityNet videos: features extracted with the real
 default backbone, a tiny checkpoint trained in the test on the videos' real captions, then the CLI
-grounds each video's real paragraph; plus the checkpoint/backbone mismatch errors and the sentence
-splitting rule."""
+grounds each video's real paragraph; plus the checkpoint/backbone mismatch errors, the sentence
+splitting rule, paragraph strings and unknown words in the Python API, and released stores."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from higround.cli.main import main
+from higround.data.features import write_hdf5_store
 from higround.engine.api import Grounder
 from higround.engine.checkpoint import load_checkpoint
-from higround.errors import ConfigError
-from higround.text import split_sentences
+from higround.errors import ConfigError, DataError
+from higround.text import UnknownWordsWarning, split_sentences
 from higround.video.grounding import plan_extraction
 from higround.video.settings import ClipSampling, FeatureSettings
 
@@ -154,3 +156,99 @@ def test_sentence_splitting_rule() -> None:
         "last one",
     ]
     assert split_sentences(" \n ?! ") == []
+
+
+@pytest.mark.filterwarnings("ignore::higround.text.UnknownWordsWarning")  # a tiny vocabulary
+def test_a_paragraph_string_is_split_into_sentences(trained: dict[str, object]) -> None:
+    grounder = Grounder.from_checkpoint(trained["checkpoint"])  # type: ignore[arg-type]
+    features = np.random.default_rng(0).standard_normal((20, 1280)).astype(np.float32)
+    one = grounder.ground(features, "A man lifts a barbell", duration=60)  # not 21 one-letter sentences
+    assert len(one.spans) == 1 and one.words == [["a", "man", "lifts", "a", "barbell"]]
+    assert one == grounder.ground(features, ["A man lifts a barbell"], 60)
+    text = "A man lifts a barbell. He drops it!\nThe crowd cheers"
+    assert grounder.ground(features, text, 60) == grounder.ground(features, split_sentences(text), 60)
+    for bad, message in [
+        (["A man lifts.", "!!!"], r"sentence 1 \('!!!'\) has no word token"),
+        (["...", "a man"], r"sentence 0 \('...'\) has no word token"),
+        (" ?! ", "the paragraph holds no sentence"),
+        ([], "the paragraph holds no sentence"),
+        (["A man.", 3], "sentence 1 is a int, not a string"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            grounder.ground(features, bad, 60)  # type: ignore[arg-type]
+
+
+def test_a_query_of_unknown_words_warns_and_reports_its_rate(trained: dict[str, object]) -> None:
+    grounder = Grounder.from_checkpoint(trained["checkpoint"])  # type: ignore[arg-type]
+    features = np.random.default_rng(0).standard_normal((20, 1280)).astype(np.float32)
+    known = [w for w in grounder.vocab.words[2:] if w.isalpha()][:4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for known words
+        result = grounder.ground(features, " ".join(known), 60)
+    assert result.unknown_rate == 0.0
+    query = f"{known[0]} zxqvy wubbleflorp {known[1]} quarkle"  # 3 of 5 words unknown
+    with pytest.warns(UnknownWordsWarning, match="60.0 % unknown words") as caught:
+        result = grounder.ground(features, query, 60)
+    assert result.unknown_rate == pytest.approx(0.6)
+    assert "(unknown: quarkle, wubbleflorp, zxqvy)" in str(caught[0].message)
+    assert str(trained["checkpoint"]) in str(caught[0].message)
+
+
+def test_ground_reads_a_released_store_with_duration(
+    trained: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = trained["tmp"]
+    assert isinstance(tmp, Path)
+    store = tmp / "released.h5"  # released-style: one (T, D) dataset per id, no clip times, no settings
+    rng = np.random.default_rng(0)
+    features = {"v_rel": rng.standard_normal((30, 1280)), "v_dur": rng.standard_normal((9, 1280))}
+    write_hdf5_store(store, features, attrs={"v_dur": {"duration": 42.0}})
+    text, checkpoint = "A man lifts a barbell. He drops it.", str(trained["checkpoint"])
+
+    def ground(video_id: str, *extra: str) -> int:
+        options = ["--features", str(store), "--png", str(tmp / "rel.png"), "--json", *extra]
+        return main(["ground", video_id, "--text", text, "--checkpoint", checkpoint, *options])
+
+    assert ground("v_rel") == 2
+    assert capsys.readouterr().err == (
+        f"higround ground: error: {store} records no duration for video 'v_rel' and v_rel is not the video "
+        "file to read it from: pass --duration SECONDS\n"
+    )
+    assert ground("v_rel", "--duration", "60") == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    # The tiny vocabulary (two videos' captions) lacks "man", "he" and "drops": one warning line.
+    assert result["unknown_rate"] == 3 / 8
+    assert err == (
+        f"higround ground: warning: {checkpoint}: the query: 37.5 % unknown words (3 of 8 tokens are <unk>) "
+        "(unknown: drops, he, man); more than 20 % of the words are unknown to the model (another dataset, "
+        "language or spelling than its training text?), so its groundings are unreliable\n"
+    )
+    assert result["duration"] == 60.0 and len(result["sentences"]) == 2
+    assert all(0.0 <= s["start"] <= s["end"] <= 60.0 for s in result["sentences"])
+    assert (tmp / "rel.png").read_bytes()[:4] == b"\x89PNG"
+    assert ground("v_dur") == 0  # the duration the store records
+    assert json.loads(capsys.readouterr().out)["duration"] == 42.0
+    assert ground("v_dur", "--duration", "60") == 2
+    err = capsys.readouterr().err
+    assert "--duration 60 but" in err and "records 42.00 s for video 'v_dur'; drop --duration" in err
+    for bad in ("0", "-3", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            ground("v_rel", "--duration", bad)
+        assert "expected a positive number of seconds" in capsys.readouterr().err
+
+
+def test_ground_checks_png_before_the_work(
+    trained: dict[str, object], shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = trained["tmp"]
+    assert isinstance(tmp, Path)
+    (tmp / "afile").write_text("")
+    png = tmp / "afile" / "t.png"  # its folder is a file (tests run as root: no chmod)
+    video = shared_data / "videos" / f"{IDS[1]}.mp4"
+    argv = ["ground", str(video), "--text", "A dog walks.", "--checkpoint", str(trained["checkpoint"])]
+    assert main([*argv, "--png", str(png), "--no-progress"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"higround ground: error: --png {png}: {tmp / 'afile'} is a file, not a folder\n",
+    )

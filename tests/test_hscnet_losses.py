@@ -82,16 +82,47 @@ def test_alignment_loss_on_a_2x3_matrix() -> None:
     assert padded.item() == pytest.approx(columns + rows, rel=1e-6)
 
 
-def test_alignment_loss_averages_paragraphs_and_guards_empty_positives() -> None:
+def test_alignment_loss_leaves_out_a_paragraph_without_positives() -> None:
     sim = torch.randn(2, 2, 3, requires_grad=True)
     positives = torch.zeros(2, 2, 3, dtype=torch.bool)
     positives[0, 0, 0] = True  # paragraph 1 has no positive at all
     mask_t, mask_v = torch.ones(2, 2, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)
     loss = alignment_loss(sim, positives, mask_t, mask_v)
     alone = alignment_loss(sim[:1], positives[:1], mask_t[:1], mask_v[:1])
-    assert torch.isclose(loss, alone / 2)
+    # eq. 3-4 are undefined for it (|V| = |T| = 0): it neither adds a term nor counts in the mean
+    assert torch.equal(loss, alone)
     loss.backward()
     assert sim.grad is not None and torch.isfinite(sim.grad).all() and not sim.grad[1].any()
+
+
+def test_alignment_losses_average_the_paragraphs_with_positives_hand_computed() -> None:
+    """Two paragraphs with positives and one without: both losses are the mean of the first two."""
+    sim = torch.zeros(3, 2, 3)
+    sim[0] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 1.0]])
+    sim[1, 0, :2] = torch.tensor([0.0, 1.0])
+    positives = torch.zeros(3, 2, 3, dtype=torch.bool)
+    positives[0] = torch.tensor([[True, False, False], [False, True, True]])
+    positives[1, 0, 1] = True
+    text_mask = torch.tensor([[True, True], [True, False], [True, True]])
+    video_mask = torch.tensor([[True, True, True], [True, True, False], [True, True, True]])
+    # paragraph 0 as in test_alignment_loss_on_a_2x3_matrix
+    first = (
+        -(math.log(e / (e + 1)) + math.log(e**2 / (1 + e**2)) + math.log(e / (1 + e))) / 3
+        - (math.log(e / (e + 2)) + math.log((e**2 + e) / (1 + e**2 + e))) / 2
+    )
+    # paragraph 1: one text unit (its column softmax is 1 on clip 1), row softmax e / (1 + e) on clip 1
+    second = 0.0 - math.log(e / (1 + e))
+    expected = (first + second) / 2
+    loss = alignment_loss(sim, positives, text_mask, video_mask)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert torch.equal(loss, alignment_loss(sim[:2], positives[:2], text_mask[:2], video_mask[:2]))
+
+    # eq. 5 on the first row of each paragraph's matrix: -log(e / (e + 2)) and -log(e / (1 + e))
+    para_sim, para_pos = sim[:, :1], positives[:, 0]
+    para_expected = (-math.log(e / (e + 2)) - math.log(e / (1 + e))) / 2
+    para = paragraph_alignment_loss(para_sim, para_pos, video_mask)
+    assert para.item() == pytest.approx(para_expected, rel=1e-6)
+    assert torch.equal(para, paragraph_alignment_loss(para_sim[:2], para_pos[:2], video_mask[:2]))
 
 
 def test_paragraph_alignment_loss_hand_computed() -> None:

@@ -226,6 +226,67 @@ def test_cosine_attention_is_equation_1_and_2() -> None:
     assert torch.allclose(attention(m, m, m, key_mask=mask), expected, atol=1e-5)
 
 
+def _sigma_parameter(attention: MultiHeadAttention) -> torch.nn.Parameter:
+    """The one scalar parameter of a cosine attention: log sigma (before and after the soft knee)."""
+    (scalar,) = [p for p in attention.parameters() if p.ndim == 0]
+    return scalar
+
+
+def test_sharpness_keeps_a_gradient_at_and_below_the_old_floor() -> None:
+    """sigma = exp(log sigma) above 0.01 (as before, bit for bit), smooth and >= 0.005 below, never flat."""
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(6, 2, cosine=True, sharpness=0.3)
+    m = torch.randn(1, 5, 6)
+    target = torch.randn(1, 5, 6)
+    parameter = _sigma_parameter(attention)
+    sigmas = []
+    for value in (0.3, 0.02, 0.01, 0.009, 0.005, 0.001, 1e-6):
+        with torch.no_grad():
+            parameter.fill_(math.log(value))
+        attention.zero_grad()
+        ((attention(m, m, m) - target) ** 2).sum().backward()
+        assert parameter.grad is not None and torch.isfinite(parameter.grad) and parameter.grad != 0, value
+        sigma = attention.sharpness
+        assert sigma is not None
+        if value >= 0.01:
+            assert torch.equal(sigma, parameter.exp())
+        sigmas.append(sigma.item())
+    assert sigmas == sorted(sigmas, reverse=True) and len(set(sigmas)) == len(sigmas)
+    assert sigmas[-1] >= torch.tensor(0.005).item()  # k / 2, in float32
+    assert sigmas[3] == pytest.approx((0.01**2 + 0.009**2) / 0.02, rel=1e-6)
+
+
+def test_sharpness_at_init_is_the_old_value() -> None:
+    for init in (0.1, 0.3, 0.05):
+        sigma = MultiHeadAttention(4, 1, cosine=True, sharpness=init).sharpness
+        assert sigma is not None and torch.equal(sigma, torch.tensor(math.log(init)).exp())
+
+
+def test_state_dict_of_the_clamped_sigma_code_loads_with_the_same_forward() -> None:
+    """Checkpoints from before the soft knee store ``log_sharpness`` and clamped sigma at 0.01."""
+    config = small_config()
+    model = make_model(config).eval()
+    word, sentence = "encoder.word_layers.0.attention.", "encoder.sentence.layers.0.attention."
+    with torch.no_grad():
+        model.get_parameter(word + "log_sigma").fill_(math.log(0.5))
+        model.get_parameter(sentence + "log_sigma").fill_(math.log(0.01))
+    old = {k.replace(".log_sigma", ".log_sharpness"): v.clone() for k, v in model.state_dict().items()}
+    assert sum(k.endswith(".log_sharpness") for k in old) == 3
+    old[sentence + "log_sharpness"] = torch.tensor(math.log(0.001))  # the old code ran it with sigma 0.01
+    loaded = make_model(config, seed=1).eval()
+    loaded.load_state_dict(old, strict=True)
+    assert old[sentence + "log_sharpness"] == torch.tensor(math.log(0.001))  # the caller's dict is untouched
+    batch = make_batch()
+    with torch.no_grad():
+        expected, got = model(batch), loaded(batch)
+    for name, value in vars(expected).items():
+        assert (value is None) == (getattr(got, name) is None)
+        if value is not None:
+            assert torch.equal(value, getattr(got, name)), name
+    sigma = loaded.get_submodule(sentence.rstrip(".")).sharpness
+    assert sigma is not None and torch.equal(sigma.detach(), torch.tensor(0.01))
+
+
 def test_aggregation_is_equation_5_and_6() -> None:
     text = torch.tensor([[[3.0, 0.0]]])
     video = torch.tensor([[[2.0, 0.0], [0.0, 5.0], [9.0, 9.0]]])

@@ -173,3 +173,23 @@ def test_synthetic_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     for keyed_by, figures in expected.items():
         assert main([*args, "--keyed-by", keyed_by]) == 0
         assert _metrics(capsys.readouterr().out) == pytest.approx(figures, abs=0.01)
+
+
+@pytest.mark.parametrize("option", ["--out", "--json"])
+def test_unwritable_output_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "out.json"  # its parent is a regular file: never writable, even as root
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a split was read before the output was checked")
+
+    monkeypatch.setattr("higround.cli.baseline_cmd.load_dataset", no_work)
+    args = ["baseline", "prior", "--dataset", "tacos", "--root", str(tmp_path), "--train-split", "train"]
+    assert main([*args, "--eval-split", "test", option, str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"higround baseline prior: error: {option} ")
+    assert str(out) in captured.err

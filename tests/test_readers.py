@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ import pytest
 from higround.data.readers import (
     DATASETS,
     DEFAULT_CLAMP_TOLERANCE,
+    LayoutError,
     available_datasets,
     load_annotation_file,
     load_dataset,
 )
 from higround.data.schema import GroundingDataset, SkippedRecord
-from higround.errors import ConfigError, DataError
+from higround.errors import ConfigError, DataError, FixableDataError
 
 ANET_TRAIN_BAD = [("v_0bosp4-pyTM", 3), ("v_rhOtqArO-3Y", 5)]
 CHARADES_TRAIN_BAD = [("LEOL6", 0), ("IOL8Q", 0), ("AKKWU", 0), ("AKKWU", 1)]
@@ -317,6 +319,9 @@ def test_bad_sentence_raises_then_skips(tmp_path: Path, name: str, kind: str) ->
     message = str(err.value)
     for part in (path.name, "'vidB'", "sentence 1", SENTENCE_PROBLEMS[kind]):
         assert part in message
+    # The fix is data; a Python caller reads it in Python spelling (the CLI spells it per command).
+    assert isinstance(err.value, FixableDataError) and err.value.fix.option == "on_bad"
+    assert message.endswith("; pass on_bad='skip' to skip bad records")
 
     ds = _load(name, path, on_bad="skip")
     assert [(r.video_id, r.sentence_index) for r in ds.report.skipped] == [("vidB", 1)]
@@ -353,13 +358,14 @@ def test_small_overshoot_is_clamped_and_counted(tmp_path: Path, name: str) -> No
 
 def test_length_mismatch_is_a_video_level_problem(tmp_path: Path) -> None:
     path = tmp_path / "train.json"
-    path.write_text(json.dumps({"v1": {"duration": 9.0, "timestamps": [[0, 1]], "sentences": ["a", "b"]}}))
+    good = {"duration": 9.0, "timestamps": [[0, 1]], "sentences": ["a"]}
+    bad = {"duration": 9.0, "timestamps": [[0, 1]], "sentences": ["a", "b"]}
+    path.write_text(json.dumps({"v1": bad, "v2": good}))
     with pytest.raises(DataError, match=r"'v1': 1 timestamps for 2 sentences"):
         load_annotation_file("activitynet_captions", path)
     ds = load_annotation_file("activitynet_captions", path, on_bad="skip")
-    assert ds.videos == [] and ds.report.skipped == [
-        SkippedRecord("v1", None, "1 timestamps for 2 sentences")
-    ]
+    assert [v.video_id for v in ds.videos] == ["v2"]
+    assert ds.report.skipped == [SkippedRecord("v1", None, "1 timestamps for 2 sentences")]
 
 
 def test_duplicate_video_id_is_an_error(tmp_path: Path) -> None:
@@ -374,4 +380,104 @@ def test_charades_needs_its_csv(tmp_path: Path) -> None:
     path = _write_charades(tmp_path, _videos())
     (tmp_path / "Charades_v1_test.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"Charades_v1_test\.csv"):
+        load_annotation_file("charades_sta", path)
+
+
+def test_skipped_sentences_record_their_key(shared_data: Path) -> None:
+    ds = load_dataset("charades_sta", shared_data, "train", on_bad="skip")
+    assert [r.key for r in ds.report.skipped] == ["LEOL6#0", "IOL8Q#0", "AKKWU#0", "AKKWU#1"]
+
+
+def test_skipped_qvhighlights_query_records_its_qid(tmp_path: Path) -> None:
+    path = _write_qvh(tmp_path, _corrupt("reversed"))
+    ds = load_annotation_file("qvhighlights", path, on_bad="skip")
+    assert [(r.video_id, r.sentence_index, r.key) for r in ds.report.skipped] == [("vidB", 1, "3")]
+
+
+# --- a file read with another benchmark's reader -----------------------------------------------------
+
+# file under shared/data, reader it is read with, the reader it looks like (None: no reader), wording
+WRONG_READER = [
+    (
+        "tacos/train.json",
+        "activitynet_captions",
+        "tacos",
+        "a tacos file (timestamps in frames with fps/num_frames)",
+    ),
+    (
+        "activitynet_captions/train.json",
+        "tacos",
+        "activitynet_captions",
+        "an ActivityNet-Captions-layout file",
+    ),
+    ("tacos/test.json", "tacos_paragraphs", "tacos", "a tacos file"),
+    ("tacos/paragraphs_test.json", "tacos", "tacos_paragraphs", "a tacos_paragraphs file"),
+    ("tacos/paragraphs_test.json", "activitynet_captions", "tacos_paragraphs", "a tacos_paragraphs file"),
+    ("charades_cg/train.json", "tacos", "activitynet_captions", "an ActivityNet-Captions-layout file"),
+    ("charades_cg/train.json", "charades_sta", "activitynet_captions", "an ActivityNet-Captions-layout file"),
+    ("charades_sta/charades_sta_test.txt", "activitynet_captions", "charades_sta", "a charades_sta file"),
+    ("charades_sta/charades_sta_test.txt", "qvhighlights", "charades_sta", "a charades_sta file"),
+    (
+        "qvhighlights/highlight_val_release.jsonl",
+        "activitynet_captions",
+        "qvhighlights",
+        "a qvhighlights file",
+    ),
+    ("qvhighlights/highlight_val_release.jsonl", "charades_sta", "qvhighlights", "a qvhighlights file"),
+    (
+        "activitynet_cg/novel_word.json",
+        "qvhighlights",
+        "activitynet_captions",
+        "an ActivityNet-Captions-layout",
+    ),
+    ("didemo/test_data_bwzhang.json", "activitynet_captions", None, "a DiDeMo file"),
+]
+
+
+@pytest.mark.parametrize(("file", "reader", "looks_like", "wording"), WRONG_READER, ids=lambda x: str(x))
+@pytest.mark.parametrize("on_bad", ["error", "skip"])
+def test_wrong_reader_names_the_file_and_the_right_reader(
+    shared_data: Path, file: str, reader: str, looks_like: str | None, wording: str, on_bad: Any
+) -> None:
+    path = shared_data / file
+    with pytest.raises(DataError) as err:
+        load_annotation_file(reader, path, on_bad=on_bad)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not in the {reader} layout: it looks like {wording}")
+    if looks_like is None:
+        assert not isinstance(err.value, LayoutError) and "no higround reader reads" in message
+    else:
+        assert isinstance(err.value, LayoutError) and err.value.fix.value == looks_like
+        assert f"use the {looks_like!r} reader" in message
+        # Following the advice reads the file.
+        assert load_annotation_file(looks_like, path, on_bad="skip").videos
+
+
+def test_same_layout_readers_read_each_other(shared_data: Path) -> None:
+    """The three ActivityNet-layout readers share a parser: no layout error between them."""
+    path = shared_data / "charades_cg" / "novel_word.json"
+    assert load_annotation_file("activitynet_cg", path).sentence_count() == 695
+
+
+def test_a_split_with_every_record_bad_is_an_error(tmp_path: Path) -> None:
+    videos = _videos()
+    path = _write_tacos(tmp_path, {vid: (None, clips) for vid, (_, clips) in videos.items()})
+    with pytest.raises(DataError, match="unknown video duration"):
+        load_annotation_file("tacos", path)
+    with pytest.raises(DataError) as err:
+        load_annotation_file("tacos", path, on_bad="skip")
+    message = str(err.value)
+    assert message.startswith(f"{path}: every record is bad")
+    assert "skipping 2 bad record(s) of 2 video(s)" in message
+    assert "the first: video 'vidA': unknown video duration" in message
+    assert not isinstance(err.value, FixableDataError)  # skipping is no fix for this
+
+
+@pytest.mark.parametrize("broken", ["charades_sta_test.txt", "Charades_v1_test.csv"])
+def test_charades_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path, broken: str) -> None:
+    path = _write_charades(tmp_path, _videos())
+    target = tmp_path / broken
+    lines = target.read_bytes().splitlines(keepends=True)
+    target.write_bytes(b"".join([*lines[:2], b"\xff\xfe bad bytes\n", *lines[2:]]))
+    with pytest.raises(DataError, match=rf"{re.escape(str(target))}: line 3: not UTF-8 text"):
         load_annotation_file("charades_sta", path)

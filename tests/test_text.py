@@ -16,8 +16,11 @@ from higround.errors import ConfigError, DataError
 from higround.text import (
     GLOVE_6B_50D,
     LEARNED,
+    UNKNOWN_WARN_RATE,
+    UnknownWords,
     Vocabulary,
     load_word_vectors,
+    log_unknown_words,
     read_word_vectors,
     tokenize,
 )
@@ -182,3 +185,32 @@ def test_glove_6b_50d_default_is_real_glove(caplog: pytest.LogCaptureFixture) ->
 def test_glove_6b_50d_covers_clitics() -> None:
     vocab = Vocabulary.build(["He's sure they don't can't won't I'm we've she'll you'd they're"])
     assert read_word_vectors(vocab, GLOVE_6B_50D)[1].missing == ()
+
+
+def test_unknown_word_rate_counts_unk_among_the_tokens() -> None:
+    vocab = Vocabulary.build(["a man opens the fridge"])
+    ids = vocab.encode_text("A zebra opens the gate")  # zebra, gate -> <unk>
+    assert vocab.unknown_words(ids) == UnknownWords(2, 5)
+    padded = torch.tensor([ids, [*vocab.encode_text("a man"), 0, 0, 0]])  # (B, W) with <pad> ids
+    counts = vocab.unknown_words(padded)
+    assert (counts.unknown, counts.tokens, counts.rate) == (2, 7, 2 / 7)
+    assert counts.too_many and not vocab.unknown_words(np.array(ids[:1])).too_many
+    assert vocab.unknown_words([]).rate == 0.0
+    assert counts.describe() == "28.6 % unknown words (2 of 7 tokens are <unk>)"
+    assert UNKNOWN_WARN_RATE == 0.20
+
+
+def test_unknown_word_rate_is_logged_and_warned_above_the_threshold(caplog: pytest.LogCaptureFixture) -> None:
+    vocab = Vocabulary.build(["a man opens the fridge"])
+    log = logging.getLogger("higround.test")
+    with caplog.at_level(logging.INFO, logger="higround.test"):
+        low = log_unknown_words("split 'val'", vocab, vocab.encode_text("a man opens the gate"), log)
+        high = log_unknown_words("split 'test'", vocab, vocab.encode_text("zebras eat the gate"), log)
+    assert (low.rate, high.rate) == (0.2, 0.75)  # exactly at the threshold is not above it
+    (info, warning) = caplog.records
+    assert info.levelno == logging.INFO and info.getMessage() == (
+        "split 'val': 20.0 % unknown words (1 of 5 tokens are <unk>)"
+    )
+    assert warning.levelno == logging.WARNING and warning.getMessage().startswith(
+        "split 'test': 75.0 % unknown words (3 of 4 tokens are <unk>); more than 20 % of the words"
+    )

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import yaml
 
 from higround.baselines.prior import KeyedBy, PositionPrior
 from higround.data.schema import GroundingDataset, Span
@@ -39,7 +38,7 @@ from higround.data.synthetic import (
     vocabulary,
 )
 from higround.errors import ConfigError
-from higround.io import atomic_write_text
+from higround.io import atomic_write_text, check_writable
 from higround.metrics import (
     PredictionRecord,
     evaluate,
@@ -117,6 +116,8 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
     Raises:
         ConfigError: a ``synthetic.`` key that is not a :class:`SyntheticConfig` field.
     """
+    from higround.engine.config import parse_overrides  # the engine pulls in torch
+
     known = {f.name for f in fields(SyntheticConfig)}
     knobs: dict[str, Any] = {}
     recipe: list[str] = []
@@ -124,11 +125,12 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         if not item.startswith(SYNTHETIC_PREFIX):
             recipe.append(item)
             continue
-        key, sep, raw = item[len(SYNTHETIC_PREFIX) :].partition("=")
+        key, sep, _ = item[len(SYNTHETIC_PREFIX) :].partition("=")
         if not sep or key not in known:
             names = ", ".join(sorted(known))
             raise ConfigError(f"demo: override {item!r} is not synthetic.KEY=VALUE with KEY one of {names}")
-        knobs[key] = yaml.safe_load(raw)
+        # Values are read as recipe overrides are (YAML, or the text itself when it is not YAML).
+        knobs[key] = parse_overrides([item])["synthetic"][key]
     return knobs, recipe
 
 
@@ -140,7 +142,9 @@ def ensure_dataset(root: Path, config: SyntheticConfig) -> tuple[SyntheticPaths,
     if manifest.is_file():
         try:
             recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            recorded = {}
+        if not isinstance(recorded, dict):  # a damaged manifest: the set is written again
             recorded = {}
         # Through JSON both sides: the manifest stores ranges as lists.
         same = recorded.get("format") == MANIFEST_FORMAT and recorded.get("config") == json.loads(
@@ -259,6 +263,7 @@ def run_demo(
     Raises:
         ConfigError: a bad override, a missing or bad recipe (the default lives in a source checkout),
             ``paragraphs`` < 1, or an ``out_dir/train`` that is not a run folder.
+        OutputError: ``out_dir`` is a file or cannot be written (checked before any work).
     """
     # Imported here: the engine pulls in torch and Lightning.
     from higround.engine.config import load_config
@@ -274,9 +279,13 @@ def run_demo(
             f"demo: recipe {recipe} not found; run from a checkout of higround or pass --config FILE"
         )
     started = time.perf_counter()
-    out = Path(out_dir)
     knobs, recipe_overrides = split_overrides(overrides)
     synthetic = SyntheticConfig(**{"seed": seed, **knobs})
+    # A bad recipe or override fails here, before any data is written.
+    dataset = load_config(recipe, recipe_overrides).data.dataset
+    if dataset != DATASET:
+        raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {dataset}")
+    out = check_writable(out_dir, "demo --out", directory=True)
     data, _ = ensure_dataset(out / "data", synthetic)
     seconds = {"data": time.perf_counter() - started}
 
@@ -292,8 +301,6 @@ def run_demo(
             *recipe_overrides,
         ],
     )
-    if config.data.dataset != DATASET:
-        raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {config.data.dataset}")
     _fresh_run_dir(out / "train")
     tick = time.perf_counter()
     result = fit(config)

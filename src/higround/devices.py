@@ -14,12 +14,18 @@ def resolve_device(device: str) -> torch.device:
     name as given.
 
     Raises:
-        ConfigError: a CUDA device asked for on a machine without CUDA.
+        ConfigError: a name torch does not know, or a CUDA device asked for on a machine without CUDA.
     """
     if device == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
         return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:  # torch lists every backend it was built with: name the usual ones instead
+        raise ConfigError(
+            f"device {device!r} is not a device name (auto, cpu, cuda, cuda:1, mps, ...)"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for but CUDA is not available")
-    return torch.device(device)
+    return resolved

@@ -19,6 +19,7 @@ from higround.baselines.prior import FALLBACK_LEVELS, KEYED_BY, PositionPrior
 from higround.cli.evaluate_cmd import add_report_arguments, hit_rule, print_report, write_metrics_json
 from higround.data.readers import available_datasets, load_dataset
 from higround.data.schema import GroundingDataset
+from higround.io import check_writable
 from higround.metrics import check_thresholds, evaluate, thresholds_for, write_predictions
 
 
@@ -59,6 +60,11 @@ def _load(args: argparse.Namespace, split: str) -> GroundingDataset:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, predict, write and score the prior."""
+    # Checked before the splits are read: a run should not end on an unwritable output.
+    if args.out:
+        check_writable(args.out, "--out predictions")
+    if args.json:
+        check_writable(args.json, "--json output")
     train, test = _load(args, args.train_split), _load(args, args.eval_split)
     prior = PositionPrior.fit(train, args.keyed_by)
     records, level = prior.predict(test)

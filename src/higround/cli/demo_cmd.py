@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from higround.cli.options import non_negative_int, positive_int
+
 
 def register(sub: Any) -> None:
     """Add ``demo`` to the top-level sub-parsers."""
@@ -25,9 +27,13 @@ def register(sub: Any) -> None:
         ),
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training run")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the data and the training run"
+    )
     parser.add_argument("--config", help="training recipe (default configs/hscnet/synthetic.yaml)")
-    parser.add_argument("--paragraphs", type=int, default=3, help="test paragraphs drawn (default 3)")
+    parser.add_argument(
+        "--paragraphs", type=positive_int, default=3, help="test paragraphs drawn (default 3)"
+    )
     parser.add_argument("--no-progress-bar", action="store_true", help="train without the progress bar")
     parser.add_argument(
         "overrides",

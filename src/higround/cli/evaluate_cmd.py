@@ -1,24 +1,30 @@
 """``higround evaluate``: score a predictions file against an annotation file.
 
 ``higround evaluate --predictions P --annotations A [--dataset NAME] [--thresholds 0.3 0.5 0.7]
-[--exclusive] [--allow-missing] [--allow-unknown] [--json OUT]`` reads P (``higround.predictions.v1``
-JSON or Moment-DETR JSON lines), matches it to A's sentences by key, prints the metrics table of
-:mod:`higround.metrics` (percent) and optionally writes them (fractions) to a JSON file, atomically.
+[--exclusive] [--allow-missing] [--allow-unknown] [--on-bad error|skip] [--json OUT]`` reads P
+(``higround.predictions.v1`` JSON or Moment-DETR JSON lines), matches it to A's sentences by key,
+prints the metrics table of :mod:`higround.metrics` (percent) and optionally writes them (fractions)
+to a JSON file, atomically. With ``--on-bad skip`` A's bad records are left out, and predictions for
+them are set aside and counted in a note (they have no trustworthy ground truth to be scored against).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from higround.cli.options import fraction
 from higround.cli.predict_cmd import add_checkpoint_data_arguments, open_from_args
-from higround.data.readers import available_datasets, load_annotation_file
-from higround.errors import ConfigError
-from higround.io import atomic_write_text
+from higround.data.readers import LayoutError, available_datasets, load_annotation_file
+from higround.data.schema import GroundingDataset
+from higround.errors import ConfigError, DataError
+from higround.io import atomic_write_text, check_writable
 from higround.metrics import (
+    Predictions,
     align_predictions,
     check_thresholds,
     format_metrics,
@@ -79,7 +85,7 @@ def register(sub: Any) -> None:
         "--allow-unknown", action="store_true", help="ignore predictions for keys not in the annotations"
     )
     parser.add_argument(
-        "--nms-threshold", type=float, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
+        "--nms-threshold", type=fraction, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
     )
     parser.set_defaults(func=run)
 
@@ -115,8 +121,26 @@ def _keys(keys: Sequence[str], shown: int = 5) -> str:
     return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
 
 
+def set_aside_skipped(predictions: Predictions, dataset: GroundingDataset) -> tuple[Predictions, list[str]]:
+    """``predictions`` without those for the records the reader skipped, and the keys set aside.
+
+    A prediction is set aside when its key is a skipped sentence's, or its video was skipped whole:
+    it cannot be scored (the ground truth is bad), and it is not an unknown key either.
+    """
+    skipped = dataset.report.skipped
+    keys = {r.key for r in skipped if r.key is not None}
+    videos = {r.video_id for r in skipped if r.sentence_index is None}
+    if not (keys or videos):
+        return predictions, []
+    aside = [r for r in predictions.records if r.key in keys or r.video_id in videos]
+    kept = [r for r in predictions.records if not (r.key in keys or r.video_id in videos)]
+    return dataclasses.replace(predictions, records=kept), [r.key for r in aside]
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate from the selected source of predictions."""
+    if args.json:
+        check_writable(args.json, "--json output")
     if args.checkpoint:
         return run_checkpoint(args)
     return run_predictions(args)
@@ -136,7 +160,14 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     name = split_run.config.data.dataset
     if args.dataset and args.dataset != name:
         raise ConfigError(f"--dataset {args.dataset} but the checkpoint was trained on {name}")
-    dataset = split_run.data.annotations(args.split)
+    try:
+        dataset = split_run.data.annotations(args.split)
+    except LayoutError as err:
+        # Another benchmark's file: the checkpoint fixes the benchmark, so the folder is what is wrong.
+        raise DataError(
+            f"{err.message}; the checkpoint was trained on {name}: give --annotations-root a folder of "
+            f"{name} files"
+        ) from None
     alignment = align_predictions(split_run.records(args.split), dataset)
     given = args.thresholds or split_run.config.eval.thresholds
     thresholds = check_thresholds(given) if given else thresholds_for(name)
@@ -174,7 +205,8 @@ def run_predictions(args: argparse.Namespace) -> int:
         raise ConfigError("--annotations FILE is required with --predictions")
     predictions = read_predictions(args.predictions, args.predictions_format)
     name = resolve_dataset(args.dataset, predictions.dataset, args.annotations)
-    dataset = load_annotation_file(name, args.annotations)
+    dataset = load_annotation_file(name, args.annotations, on_bad=args.on_bad or "error")
+    predictions, set_aside = set_aside_skipped(predictions, dataset)
     alignment = align_predictions(
         predictions, dataset, allow_missing=args.allow_missing, allow_unknown=args.allow_unknown
     )
@@ -197,6 +229,11 @@ def run_predictions(args: argparse.Namespace) -> int:
         )
     if dataset.report.clamped or dataset.report.skipped:
         notes.append(dataset.report.summary())
+    if set_aside:
+        notes.append(
+            f"{len(set_aside)} prediction(s) for the skipped bad record(s) not scored (their ground truth "
+            f"is bad): {_keys(set_aside)}"
+        )
     rule = hit_rule(args.exclusive)
     print_report(
         metrics,
@@ -215,6 +252,8 @@ def run_predictions(args: argparse.Namespace) -> int:
             "sentences": len(alignment),
             "missing": len(alignment.missing),
             "unknown": len(alignment.unknown),
+            "skipped_records": len(dataset.report.skipped),
+            "skipped_predictions": len(set_aside),
             "hit_rule": rule,
             "thresholds": list(thresholds),
         }

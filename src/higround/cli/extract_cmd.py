@@ -6,7 +6,8 @@ writes one ``(T, D)`` entry per video (named by the file's stem) that ``higround
 (default: ``RANK/WORLD_SIZE`` under torchrun) splits the list across processes.
 
 Exit status: 0 when every video is in the store; 1 when some video could not be decoded (each is
-named on stderr, the others are written); 2 on a usage or configuration error.
+named on stderr, the others are written); 2 on a usage or configuration error, or an ``--out``
+that cannot be written (checked before any video is decoded).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from higround.cli.options import positive_int
 from higround.errors import ConfigError
+from higround.io import check_writable
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -37,11 +40,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--weights", help="backbone weights file (default: its package / torch hub cache)")
     parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
-    parser.add_argument("--clip-frames", type=int, help="sampled frames per clip (default: the backbone's)")
     parser.add_argument(
-        "--stride", type=int, help="sampled frames between clip starts (default: clip frames)"
+        "--clip-frames", type=positive_int, help="sampled frames per clip (default: the backbone's)"
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per backbone batch")
+    parser.add_argument(
+        "--stride", type=positive_int, help="sampled frames between clip starts (default: clip frames)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="clips per backbone batch")
     parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda:1")
     parser.add_argument("--shard", type=_shard, help="i/n: extract every n-th video from the i-th")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("extract: give video files or folders and --out STORE.h5 (or --list)")
     if args.out.suffix.lower() not in (".h5", ".hdf5"):
         raise ConfigError(f"extract: --out {args.out} must end in .h5 or .hdf5")
+    check_writable(args.out, "--out")  # before the backbone loads and any video is decoded
     videos = video_files(args.videos)
     if not videos:
         raise ConfigError(f"extract: no video file found in {', '.join(map(str, args.videos))}")

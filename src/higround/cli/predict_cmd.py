@@ -2,7 +2,9 @@
 
 ``higround predict --checkpoint CKPT --split test --out preds.json`` grounds every paragraph of the
 split and writes the predictions file of :mod:`higround.metrics` (paragraph-, sentence- and
-word-level spans in seconds), atomically. Data paths default to the checkpoint's recipe.
+word-level spans in seconds), atomically. Data paths default to the checkpoint's recipe. ``--out``
+is checked before anything is read; the split's unknown-word rate (words outside the checkpoint's
+vocabulary) is printed with the summary, and a warning goes to stderr when it is high.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from higround.cli.options import non_negative_int, positive_int
+from higround.io import check_writable
 from higround.metrics import write_predictions
 
 
@@ -18,10 +22,16 @@ def add_checkpoint_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations-root", help="annotation folder (default: the checkpoint's data.root)")
     parser.add_argument("--features", help="feature store (default: the checkpoint's data.features)")
     parser.add_argument("--feature-key", help="entry template in the store (default: the checkpoint's)")
-    parser.add_argument("--limit", type=int, help="only the first N paragraphs of the split")
-    parser.add_argument("--batch-size", type=int, help="paragraphs per batch")
-    parser.add_argument("--num-workers", type=int, help="DataLoader workers")
+    parser.add_argument("--limit", type=positive_int, help="only the first N paragraphs of the split")
+    parser.add_argument("--batch-size", type=positive_int, help="paragraphs per batch")
+    parser.add_argument("--num-workers", type=non_negative_int, help="DataLoader workers")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--on-bad",
+        choices=("error", "skip"),
+        help="bad annotation records: stop at the first (error) or leave them out and report them (skip); "
+        "default: the checkpoint's data.on_bad (evaluate --predictions: error)",
+    )
 
 
 def register(sub: Any) -> None:
@@ -48,11 +58,13 @@ def open_from_args(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
+        on_bad=args.on_bad,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict ``--split`` and write ``--out``."""
+    check_writable(args.out, "--out")
     split_run = open_from_args(args)
     records = split_run.records(args.split)
     data = split_run.config.data
@@ -60,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     meta = {"checkpoint": str(args.checkpoint), "model": "hscnet", "features": data.features}
     write_predictions(args.out, records, dataset=data.dataset, split=split, meta=meta)
     paragraphs = len({(r.video_id, r.paragraph_index) for r in records})
+    dataset = split_run.data.dataset(args.split)  # built by records(): its word ids are at hand
+    unknown = dataset.vocab.unknown_words(dataset.word_ids())
     print(
-        f"wrote {args.out}: {len(records)} sentences in {paragraphs} paragraphs ({data.dataset} {args.split})"
+        f"wrote {args.out}: {len(records)} sentences in {paragraphs} paragraphs "
+        f"({data.dataset} {args.split}); {unknown.describe()}"
     )
     return 0

@@ -134,10 +134,21 @@ class ParagraphDataset(Dataset[ParagraphItem]):
         self.normalize = normalize
         self._texts = [_text(p, vocab) for p in self.paragraphs]
 
+    def word_ids(self) -> torch.Tensor:
+        """``(W,)`` word ids of every sentence, concatenated (e.g. for the unknown-word rate)."""
+        if not self._texts:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.cat([words for words, _, _ in self._texts])
+
     def __len__(self) -> int:
         return len(self.paragraphs)
 
     def __getitem__(self, index: int) -> ParagraphItem:
         paragraph = self.paragraphs[index]
         features = self.store.get(paragraph.video_id)
+        if features.shape[1] != self.store.dim:  # else a batch of mixed sizes fails in collation
+            raise DataError(
+                f"{self.store.name}: features of video {paragraph.video_id!r} have {features.shape[1]} "
+                f"channels, those of the store's first video {self.store.video_ids()[0]!r} {self.store.dim}"
+            )
         return _item(paragraph, self._texts[index], features, self.num_clips, self.normalize)

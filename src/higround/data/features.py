@@ -14,20 +14,26 @@ import difflib
 import os
 import string
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import h5py
 import numpy as np
 
-from higround.errors import ConfigError, DataError
+from higround.errors import ConfigError, DataError, HigroundError
 from higround.io import atomic_path
 
 # Suffixes stripped when an annotation id and a store id differ only by the video file's extension
 # (TACoS annotations say "s13-d21.avi"; self-extracted features are often saved as "s13-d21").
 # Only these: ids such as QVHighlights' "NUVyDFn8fUY_360.0_510.0" contain dots of their own.
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+
+# What h5py raises on a damaged file (a corrupt B-tree, a truncated chunk, an unsupported type), which
+# may surface only when an entry is looked up or read, long after the file opened fine.
+_HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 class FeatureStore(Protocol):
@@ -74,13 +80,21 @@ class _KeyTemplate:
 
     def __init__(self, template: str) -> None:
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            parsed = [
+                (f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None
+            ]
         except ValueError as e:
             raise ConfigError(f"feature key template {template!r} is not a valid format string: {e}") from e
+        fields = [f for f, _, _ in parsed]
         if fields != ["video_id"]:
             raise ConfigError(
                 f"feature key template {template!r} must contain '{{video_id}}' exactly once and no "
                 f"other field (found {fields})"
+            )
+        if parsed[0][1] or parsed[0][2]:  # "{video_id!r}", "{video_id:>5}": ids are used verbatim
+            raise ConfigError(
+                f"feature key template {template!r} must hold a plain '{{video_id}}' (no conversion or "
+                "format spec)"
             )
         self.template = template
         parts = template.strip("/").split("/")
@@ -192,7 +206,8 @@ class _TemplateStore:
         """float32 ``(T, D)`` features of ``video_id``, read from disk now (L2-normalised if asked).
 
         Raises:
-            DataError: the video is not in the store, or its entry is not a finite non-empty 2-D array.
+            DataError: the video is not in the store, or its entry is unreadable or not a finite
+                non-empty 2-D array.
         """
         store_id = self._resolve(video_id)
         if store_id is None:
@@ -264,6 +279,18 @@ class HDF5Store(_TemplateStore):
             self._pid = os.getpid()
         return self._file
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """h5py's errors on a damaged file, raised while reading ``what``, as a DataError naming both."""
+        try:
+            yield
+        except HigroundError:
+            raise
+        except _HDF5_ERRORS as e:
+            raise DataError(
+                f"{self.name}: cannot read {what}: {e} (is the file damaged or truncated?)"
+            ) from e
+
     def close(self) -> None:
         """Close this process's file handle (it is re-opened on next use)."""
         if self._file is not None and self._pid == os.getpid():
@@ -271,21 +298,31 @@ class HDF5Store(_TemplateStore):
         self._file, self._pid = None, None
 
     def _has(self, store_id: str) -> bool:
-        return self._h5().get(self.template.format(store_id), getclass=True) is h5py.Dataset
+        key = self.template.format(store_id)
+        with self._reading(f"entry {key!r}"):
+            return self._h5().get(key, getclass=True) is h5py.Dataset
 
     def _read(self, store_id: str) -> np.ndarray:
-        return np.asarray(self._h5()[self.template.format(store_id)][()])
+        key = self.template.format(store_id)
+        with self._reading(f"entry {key!r} (features of video {store_id!r})"):
+            return np.asarray(self._h5()[key][()])
 
     def _shape(self, store_id: str) -> tuple[int, ...]:
-        node = self._h5().get(self.template.format(store_id))
-        if not isinstance(node, h5py.Dataset):
+        key = self.template.format(store_id)
+        with self._reading(f"entry {key!r}"):
+            node = self._h5().get(key)
+            shape = tuple(node.shape) if isinstance(node, h5py.Dataset) else None
+        if shape is None:
             raise self._missing(store_id)
-        return tuple(node.shape)
+        return shape
 
     def _hint(self, video_id: str) -> str:
-        node = self._h5().get(self.template.format(video_id))
+        key = self.template.format(video_id)
+        with self._reading(f"entry {key!r}"):
+            node = self._h5().get(key)
         if isinstance(node, h5py.Group):
-            inside = ", ".join(sorted(node)[:5])
+            with self._reading(f"group {key!r}"):
+                inside = ", ".join(sorted(node)[:5])
             return (
                 f"; {self.template.format(video_id)!r} is a group holding [{inside}], not a dataset: "
                 f"pass key='{self.template.template}/<name>' (ActivityNet C3D: '{{video_id}}/c3d_features')"
@@ -294,11 +331,12 @@ class HDF5Store(_TemplateStore):
 
     def video_ids(self) -> list[str]:
         """Every video id the store holds, sorted (names listed; no entry is read)."""
-        f = self._h5()
-        parent = f.get(self.template.parent) if self.template.parent else f
-        if not isinstance(parent, h5py.Group):
-            return []
-        return self.template.ids_from_names(list(parent.keys()))
+        where = repr(self.template.parent) if self.template.parent else "the root group"
+        with self._reading(f"the entries of {where}"):
+            f = self._h5()
+            parent = f.get(self.template.parent) if self.template.parent else f
+            names = list(parent.keys()) if isinstance(parent, h5py.Group) else []
+        return self.template.ids_from_names(names)
 
 
 class NpyFolderStore(_TemplateStore):
@@ -325,7 +363,10 @@ class NpyFolderStore(_TemplateStore):
             raise FileNotFoundError(f"feature folder not found: {self.path}")
         self.suffix = Path(pattern).suffix.lower()
         if self.suffix not in (".npy", ".npz"):
-            raise ConfigError(f"feature file pattern {pattern!r} must end in .npy or .npz")
+            raise ConfigError(
+                f"{self.path}: feature file pattern {pattern!r} must end in .npy or .npz "
+                "(e.g. '{video_id}.npy'; an HDF5 key template does not fit a folder)"
+            )
         self.npz_field = npz_field
 
     def _file_of(self, store_id: str) -> Path:
@@ -334,28 +375,45 @@ class NpyFolderStore(_TemplateStore):
     def _has(self, store_id: str) -> bool:
         return self._file_of(store_id).is_file()
 
-    def _read(self, store_id: str) -> np.ndarray:
+    def _load(self, store_id: str, header_only: bool = False) -> np.ndarray:
+        """The video's array (``header_only``: memory-mapped, for a .npy's shape); a file that is not a
+        .npy/.npz, is cut short or holds Python objects raises DataError naming it."""
         path = self._file_of(store_id)
+        cannot = f"{path}: cannot read features of video {store_id!r}"
         array: np.ndarray | None = None
         try:
+            with path.open("rb") as f:
+                head = f.read(len(_NPY_MAGIC))
+            # Checked first: without the header numpy falls back to unpickling and says so.
+            if self.suffix == ".npy" and head != _NPY_MAGIC:
+                raise DataError(f"{cannot}: not a .npy file (no NumPy header)")
+            if self.suffix == ".npz" and not zipfile.is_zipfile(path):
+                raise DataError(f"{cannot}: not a .npz file (not a zip archive)")
             if self.suffix == ".npy":
-                return np.asarray(np.load(path, allow_pickle=False))
+                return np.asarray(np.load(path, mmap_mode="r" if header_only else None, allow_pickle=False))
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if self.npz_field in names:
                     array = np.asarray(archive[self.npz_field])
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path}: cannot read features of video {store_id!r}: {e}") from e
+        except HigroundError:
+            raise
+        except ValueError as e:
+            if "allow_pickle" in str(e):  # numpy's advice to unpickle is not passed on
+                raise DataError(f"{cannot}: it holds Python objects, not a numeric array") from e
+            raise DataError(f"{cannot}: {e}") from e
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{cannot}: {e}") from e
         if array is None:
             raise DataError(
                 f"{path}: video {store_id!r} has no array {self.npz_field!r} (arrays: {', '.join(names)})"
             )
         return array
 
+    def _read(self, store_id: str) -> np.ndarray:
+        return self._load(store_id)
+
     def _shape(self, store_id: str) -> tuple[int, ...]:
-        if self.suffix == ".npy":  # memory-mapping reads the header only
-            return tuple(np.load(self._file_of(store_id), mmap_mode="r", allow_pickle=False).shape)
-        return tuple(self._read(store_id).shape)
+        return tuple(self._load(store_id, header_only=self.suffix == ".npy").shape)
 
     def video_ids(self) -> list[str]:
         """Every video id the folder holds, sorted (file names listed; no file is read)."""
@@ -376,7 +434,7 @@ def _detect_hdf5_key(path: Path) -> str:
                 children = [n for n in node if isinstance(node[n], h5py.Dataset)]
                 if len(children) == 1:
                     return "{video_id}/" + children[0]
-    except OSError as e:
+    except _HDF5_ERRORS as e:
         raise DataError(f"{path}: cannot open as HDF5: {e}") from e
     return "{video_id}"
 

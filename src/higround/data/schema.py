@@ -74,11 +74,16 @@ class Video:
 
 @dataclass(frozen=True)
 class SkippedRecord:
-    """A record a reader left out because the user asked to skip bad records."""
+    """A record a reader left out because the user asked to skip bad records.
+
+    ``sentence_index`` and ``key`` (the sentence's :attr:`Sentence.key`) are None when the whole
+    video was left out.
+    """
 
     video_id: str
     sentence_index: int | None
     reason: str
+    key: str | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -88,6 +89,15 @@ IntRange = tuple[int, int]
 FloatRange = tuple[float, float]
 
 
+def _is_number(value: object, *, integer: bool) -> bool:
+    """An int (``integer``), else a finite int or float; never a bool."""
+    if isinstance(value, bool):
+        return False
+    if integer:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Size and difficulty knobs of the procedural benchmark (defaults: a small, clearly learnable set).
@@ -143,15 +153,35 @@ class SyntheticConfig:
     noise: float = 1.0
 
     def __post_init__(self) -> None:
-        # Ranges may arrive as lists (YAML, argparse): store tuples so the config stays hashable.
-        for name in ("duration", "sentences", "distractors", "event_length"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        problems = list(self._problems())
+        problems = self._type_problems()
+        if not problems:
+            # Ranges may arrive as lists (YAML, argparse): store tuples so the config stays hashable.
+            for name in ("duration", "sentences", "distractors", "event_length"):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+            problems = self._problems()
         if problems:
             raise ConfigError("synthetic config: " + "; ".join(problems))
 
+    def _type_problems(self) -> list[str]:
+        """Values of another type than the field's default (knobs arrive untyped from YAML)."""
+        out = []
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, tuple):
+                integer = isinstance(default[0], int)
+                pair = isinstance(value, list | tuple) and len(value) == 2
+                if not (pair and all(_is_number(v, integer=integer) for v in value)):
+                    kind = "integers" if integer else "finite numbers"
+                    out.append(f"{f.name} must be a range [low, high] of two {kind}, got {value!r}")
+            elif not _is_number(value, integer=isinstance(default, int)):
+                kind = "an integer" if isinstance(default, int) else "a finite number"
+                out.append(f"{f.name} must be {kind}, got {value!r}")
+        return out
+
     def _problems(self) -> list[str]:
         out = []
+        if self.seed < 0:
+            out.append(f"seed must be >= 0, got {self.seed}")
         for name in ("train_videos", "val_videos", "test_videos"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")

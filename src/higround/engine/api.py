@@ -1,9 +1,14 @@
 """Python API: ground a paragraph in a video's clip features with a trained checkpoint.
 
 >>> grounder = Grounder.from_checkpoint("runs/hscnet_tacos/checkpoints/best.ckpt")  # doctest: +SKIP
->>> result = grounder.ground(features, ["a man opens the fridge.", "he takes out a carrot."], 92.4)
+>>> result = grounder.ground(features, "A man opens the fridge. He takes out a carrot.", 92.4)
 >>> result.spans  # doctest: +SKIP
 [(3.1, 10.8), (10.2, 21.5)]
+
+The paragraph is one string (split into sentences by :func:`higround.text.split_sentences`) or the
+list of its sentences. A query with more unknown words (outside the checkpoint's vocabulary) than
+:data:`higround.text.UNKNOWN_WARN_RATE` gives an :class:`~higround.text.UnknownWordsWarning`;
+``result.unknown_rate`` holds the rate of every query.
 
 On a video file (features extracted with the checkpoint's backbone, see docs/own_video.md):
 
@@ -13,6 +18,7 @@ On a video file (features extracted with the checkpoint's backbone, see docs/own
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +39,7 @@ from higround.errors import DataError
 from higround.models.hscnet import HSCNet
 from higround.text.sentences import split_sentences
 from higround.text.tokenizer import tokenize
-from higround.text.vocab import Vocabulary
+from higround.text.vocab import UnknownWordsWarning, Vocabulary
 from higround.video.extract import VideoFeatures, encode_video
 from higround.video.grounding import check_settings, plan_extraction
 from higround.video.settings import FeatureSettings, settings_from_config
@@ -55,6 +61,7 @@ class GroundingResult:
         word_spans: per sentence, the span of each of its word tokens (``None`` without word decoder).
         words: per sentence, its word tokens (as the model read them).
         duration: the video duration the spans were scaled by.
+        unknown_rate: the share of those tokens outside the checkpoint's vocabulary (read as ``<unk>``).
     """
 
     spans: list[Span]
@@ -63,6 +70,7 @@ class GroundingResult:
     word_spans: list[list[Span]] | None
     words: list[list[str]]
     duration: float
+    unknown_rate: float
 
 
 class Grounder:
@@ -99,18 +107,25 @@ class Grounder:
         """The clip feature size the model expects."""
         return self.model.config.video_dim
 
-    def ground(self, features: np.ndarray, sentences: Sequence[str], duration: float) -> GroundingResult:
-        """Ground ``sentences`` (a paragraph, in order) in a video.
+    def ground(
+        self, features: np.ndarray, sentences: str | Sequence[str], duration: float
+    ) -> GroundingResult:
+        """Ground a paragraph (its sentences, in order) in a video.
 
         Args:
             features: ``(T, D)`` clip features of the video, extracted as for training (same
                 backbone, same ``D``); resampled to :attr:`num_clips`.
-            sentences: the paragraph's sentences.
+            sentences: the paragraph: one string, split by :func:`~higround.text.split_sentences`,
+                or its sentences.
             duration: the video duration in seconds.
+
+        Warns:
+            UnknownWordsWarning: more than :data:`~higround.text.UNKNOWN_WARN_RATE` of the words
+                are outside the checkpoint's vocabulary.
 
         Raises:
             DataError: features of the wrong shape or with non-finite values, no sentence, a sentence
-                without a word, or a non-positive duration.
+                without a word (named by index and text), or a non-positive duration.
         """
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] != self.video_dim:
@@ -122,16 +137,23 @@ class Grounder:
             raise DataError(f"video {_VIDEO}: features hold non-finite values")
         if not (np.isfinite(duration) and duration > 0):
             raise DataError(f"video {_VIDEO}: duration {duration} is not a positive number of seconds")
+        texts = _sentences(sentences, _VIDEO)
+        words = [tokenize(text) for text in texts]
         paragraph = Paragraph(
             _VIDEO,
             float(duration),
-            tuple(
-                Sentence(text, 0.0, float(duration), i, f"{_VIDEO}#{i}") for i, text in enumerate(sentences)
-            ),
+            tuple(Sentence(text, 0.0, float(duration), i, f"{_VIDEO}#{i}") for i, text in enumerate(texts)),
         )
         if self.config.data.normalize:  # training normalised each clip before resampling (in the store)
             features = l2_normalize(features)
         item = make_item(paragraph, features, self.vocab, self.num_clips)
+        unknown = self.vocab.unknown_words(item.words)
+        if unknown.too_many:
+            flat = [w for ws in words for w in ws]
+            unseen = sorted({flat[i] for i in np.flatnonzero(item.words.numpy() == Vocabulary.unk_id)})
+            warnings.warn(
+                unknown.warning(f"{self.source}: the query", unseen), UnknownWordsWarning, stacklevel=2
+            )
         batch = collate_paragraphs([item]).to(self.device)
         with torch.inference_mode():
             output = self.model(batch)
@@ -141,8 +163,9 @@ class Grounder:
             sentence_spans=cast(list[Span], [r.sentence_span for r in records]),  # always filled
             paragraph_span=records[0].paragraph_span,
             word_spans=None if records[0].word_spans is None else [list(r.word_spans or ()) for r in records],
-            words=[tokenize(s) for s in sentences],
+            words=words,
             duration=float(duration),
+            unknown_rate=unknown.rate,
         )
 
     @property
@@ -191,7 +214,21 @@ class Grounder:
         check_settings(
             self.feature_settings, self.video_dim, video.settings, self.source, dim=video.features.shape[1]
         )
-        sentences = split_sentences(paragraph) if isinstance(paragraph, str) else list(paragraph)
-        if not sentences:
-            raise DataError(f"video {video.video_id!r}: the paragraph holds no sentence")
-        return self.ground(video.features, sentences, video.duration)
+        return self.ground(video.features, _sentences(paragraph, repr(video.video_id)), video.duration)
+
+
+def _sentences(paragraph: str | Sequence[str], video: str) -> list[str]:
+    """The sentences of ``paragraph`` (a string is split, never read as a list of characters).
+
+    Raises:
+        DataError: no sentence, a sentence that is not a string, or one without a word token.
+    """
+    sentences = split_sentences(paragraph) if isinstance(paragraph, str) else list(paragraph)
+    if not sentences:
+        raise DataError(f"video {video}: the paragraph holds no sentence")
+    for i, text in enumerate(sentences):
+        if not isinstance(text, str):
+            raise DataError(f"video {video}: sentence {i} is a {type(text).__name__}, not a string")
+        if not tokenize(text):
+            raise DataError(f"video {video}: sentence {i} ({text!r}) has no word token")
+    return sentences

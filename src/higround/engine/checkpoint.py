@@ -17,6 +17,8 @@ This module does not import Lightning: loading a checkpoint to ground a video do
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ FORMAT_VERSION = 1
 MODEL_NAME = "hscnet"
 # Prefix of the model's weights in a Lightning state dict (the LightningModule's attribute name).
 STATE_PREFIX = "model."
+# How torch's safe loader names a class it refuses to unpickle.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 @dataclass
@@ -64,11 +68,13 @@ class LoadedCheckpoint:
         vectors = self.state_dict.get("embedding.weight")
         if vectors is None:
             raise ConfigError(f"{self.path}: checkpoint weights have no embedding.weight")
-        model = HSCNet(self.model_config, vectors)
         try:
+            model = HSCNet(self.model_config, vectors)
             model.load_state_dict(self.state_dict, strict=True)
-        except RuntimeError as err:
-            raise ConfigError(f"{self.path}: weights do not fit the model of its config: {err}") from err
+        except (RuntimeError, ValueError) as err:
+            # One line: torch lists every mismatched key on lines of its own.
+            why = " ".join(str(err).split())
+            raise ConfigError(f"{self.path}: weights do not fit the model of its config: {why}") from err
         return model.eval()
 
 
@@ -88,21 +94,40 @@ def checkpoint_payload(config: Config, model_config: HSCNetConfig, vocab: Vocabu
 
 
 def _parse_payload(payload: Any, path: Path) -> tuple[Config, HSCNetConfig, Vocabulary]:
+    """The config, model config and vocabulary of a ``"higround"`` entry read from ``path``.
+
+    Raises:
+        ConfigError: a missing or malformed entry, named with ``path``.
+    """
     if not isinstance(payload, Mapping):
-        raise ConfigError(f"{path}: not a higround checkpoint (no {CHECKPOINT_KEY!r} entry)")
+        found = "no" if payload is None else f"a {type(payload).__name__} as its"
+        raise ConfigError(f"{path}: not a higround checkpoint ({found} {CHECKPOINT_KEY!r} entry)")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise ConfigError(f"{path}: checkpoint format {version!r}, this version reads {FORMAT_VERSION}")
     if payload.get("model") != MODEL_NAME:
         raise ConfigError(f"{path}: checkpoint of model {payload.get('model')!r}, expected {MODEL_NAME!r}")
-    config = Config.from_dict(payload["config"])
-    return config, config.model_config(), Vocabulary.from_dict(payload["vocab"])
+    missing = [key for key in ("config", "vocab") if not isinstance(payload.get(key), Mapping)]
+    if missing:
+        raise ConfigError(f"{path}: malformed checkpoint: no {' or '.join(map(repr, missing))} mapping")
+    try:
+        config = Config.from_dict(payload["config"])
+        model_config = config.model_config()
+        vocab = Vocabulary.from_dict(payload["vocab"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # ConfigError is a ValueError
+        raise ConfigError(f"{path}: malformed checkpoint: {err}") from err
+    return config, model_config, vocab
 
 
-def _strip_prefix(state: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
-    weights = {k[len(STATE_PREFIX) :]: v for k, v in state.items() if k.startswith(STATE_PREFIX)}
+def _strip_prefix(state: Any, path: Path) -> dict[str, Tensor]:
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{path}: malformed checkpoint: its state_dict is a {type(state).__name__}")
+    weights = {k[len(STATE_PREFIX) :]: v for k, v in state.items() if str(k).startswith(STATE_PREFIX)}
     if not weights:
         raise ConfigError(f"{path}: checkpoint state_dict holds no '{STATE_PREFIX}*' weights")
+    bad = next((k for k, v in weights.items() if not isinstance(v, Tensor)), None)
+    if bad is not None:
+        raise ConfigError(f"{path}: malformed checkpoint: weight {bad!r} is not a tensor")
     return weights
 
 
@@ -111,14 +136,65 @@ def sidecar_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def _corrupt(path: Path, what: str, reader: str) -> ConfigError:
+    """The error for a file that does not read as a ``reader`` (``torch.load`` / safetensors failed).
+
+    The reader's own text is not passed on: it is a parser's detail (``Unsupported operand 168``)
+    and torch's advice to retry with ``weights_only=False`` would run whatever code the file holds.
+    """
+    size = path.stat().st_size
+    why = "the file is empty (0 bytes)" if size == 0 else f"its {size} bytes do not read as a {reader}"
+    return ConfigError(f"{path}: not a {what}, or truncated or corrupt: {why}")
+
+
+def safe_torch_load(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, no pickled code runs.
+
+    ``what`` names the kind of file in the errors (``"checkpoint"``, ``"weights file"``).
+
+    Raises:
+        ConfigError: one line naming the file: not a torch file (truncated, corrupt, empty), or one
+            holding other Python objects (named; never loaded another way).
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # A real torch file holding objects the safe loader refuses names the first of them.
+        refused = _REFUSED_GLOBAL.search(str(err))
+        if refused is None:
+            raise _corrupt(path, what, "torch file") from err
+        raise ConfigError(
+            f"{path}: holds a Python object of type {refused.group(1)}, which higround does not load "
+            f"(a {what} is read without running pickled code)"
+        ) from err
+    except Exception as err:  # torch raises many types for a file that is not a torch file
+        raise _corrupt(path, what, "torch file") from err
+
+
+def _read_sidecar(side: Path) -> Any:
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{side}: checkpoint sidecar is not UTF-8 text (byte {err.start})") from err
+    except OSError as err:
+        raise ConfigError(f"{side}: cannot read the checkpoint sidecar: {err.strerror or err}") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{side}: checkpoint sidecar is not JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from err
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Read a training checkpoint (``.ckpt``) or exported weights (``.safetensors`` + ``.json``).
 
-    ``.ckpt`` files are read with ``torch.load(weights_only=True)``: no pickled code runs.
+    ``.ckpt`` files are read with ``torch.load(weights_only=True)``: no pickled code runs; a file
+    holding other Python objects is refused, never loaded another way.
 
     Raises:
         FileNotFoundError: the file (or the sidecar of a .safetensors file) does not exist.
-        ConfigError: the file is not a higround checkpoint or its format is unknown.
+        ConfigError: the file is not a higround checkpoint, is truncated or corrupt, or its format is
+            unknown; one line naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -127,20 +203,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         side = sidecar_path(path)
         if not side.is_file():
             raise FileNotFoundError(f"{path}: its config/vocabulary sidecar {side} is missing")
-        payload = json.loads(side.read_text(encoding="utf-8"))
-        config, model_config, vocab = _parse_payload(payload, side)
-        state = load_file(str(path), device=str(map_location))
+        config, model_config, vocab = _parse_payload(_read_sidecar(side), side)
+        try:
+            state = load_file(str(path), device=str(map_location))
+        except Exception as err:  # safetensors raises its own error type (and OSError) for a bad file
+            raise _corrupt(path, "checkpoint", "safetensors file") from err
         return LoadedCheckpoint(path, config, model_config, vocab, state)
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise ConfigError(f"{path}: cannot read as a checkpoint: {err}") from err
+    checkpoint = safe_torch_load(path, "checkpoint", map_location)
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         raise ConfigError(f"{path}: not a checkpoint (no state_dict)")
     config, model_config, vocab = _parse_payload(checkpoint.get(CHECKPOINT_KEY), path)
     state = _strip_prefix(checkpoint["state_dict"], path)
     epoch = checkpoint.get("epoch")
-    return LoadedCheckpoint(path, config, model_config, vocab, state, epoch)
+    return LoadedCheckpoint(
+        path, config, model_config, vocab, state, epoch if isinstance(epoch, int) else None
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -82,11 +82,15 @@ class TextConfig:
             ``glove.840B.300d.txt`` (the paper), or a ``.npy`` matrix with ``<stem>.vocab.txt``.
         min_count: keep training-split words seen at least this often.
         max_vocab: keep at most this many words (null: all).
+        paper_word_vectors: the vectors of the paper a recipe follows, by file name without its
+            suffixes (``glove.840B.300d``); when ``word_vectors`` is another source, training warns
+            and adds a line to the run's ``notes``. Null: the recipe follows no paper.
     """
 
     word_vectors: str = "glove-6b-50d"
     min_count: int = 1
     max_vocab: int | None = None
+    paper_word_vectors: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, "text", ("min_count",), 1)
@@ -199,6 +203,8 @@ class Config:
         seed: seeds model initialisation, shuffling and dropout.
         output_dir: where run folders are created.
         resume: a checkpoint to resume training from (exactly, see docs/training.md).
+        notes: remarks stored with the run; training adds one for every departure from the paper's
+            setting it detects (``text.paper_word_vectors``).
         data, text, optim, trainer, eval, features: the sections above.
         model: :class:`~higround.models.hscnet.HSCNetConfig` fields; ``video_dim`` and ``word_dim``
             may be null (taken from the features and word vectors).
@@ -208,6 +214,7 @@ class Config:
     seed: int = 0
     output_dir: str = "runs"
     resume: str | None = None
+    notes: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     model: dict[str, Any] = field(default_factory=lambda: default_model_section())
@@ -249,6 +256,95 @@ class Config:
                     raise ConfigError(f"config: model.{key} is unknown; set it or give the data")
                 values[key] = found
         return HSCNetConfig.from_dict(values)
+
+
+# Keys a resumed run may set to other values than its checkpoint's recipe: where the files are, the
+# hardware, how long to train and what to report. Every other key shapes the model, its vocabulary,
+# its data or the optimisation done so far, which a resumed run cannot change (docs/training.md).
+RESUME_FREE_KEYS = frozenset(
+    {
+        "name",
+        "output_dir",
+        "resume",
+        "notes",
+        "data.root",
+        "data.features",
+        "data.feature_key",
+        "data.on_bad",
+        "data.test_split",
+        "data.eval_batch_size",
+        "data.num_workers",
+        "data.pin_memory",
+        "data.persistent_workers",
+        "text.paper_word_vectors",
+        "trainer.max_epochs",
+        "trainer.accelerator",
+        "trainer.devices",
+        "trainer.num_nodes",
+        "trainer.strategy",
+        "trainer.precision",
+        "trainer.early_stopping_patience",
+        "trainer.check_val_every_n_epoch",
+        "trainer.log_every_n_steps",
+        "trainer.deterministic",
+        "trainer.progress_bar",
+        "eval.thresholds",
+    }
+)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value and key != "loss_weights":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_conflicts(recipe: Config, stored: Config) -> list[tuple[str, Any, Any]]:
+    """``(key, recipe value, checkpoint value)`` of every key a resumed run cannot change.
+
+    ``recipe`` is the resumed run's config and ``stored`` its checkpoint's; both with the model
+    dimensions and ``features`` section filled in, as training stores them. A word-vector file is
+    compared by file name: on resume the vectors come from the checkpoint, the file is not read.
+    """
+    ours, theirs = _flatten(recipe.to_dict()), _flatten(stored.to_dict())
+    conflicts = []
+    for key in sorted(ours.keys() | theirs.keys()):
+        mine, old = ours.get(key), theirs.get(key)
+        if key in RESUME_FREE_KEYS or mine == old:
+            continue
+        if key == "text.word_vectors" and Path(str(mine)).name == Path(str(old)).name:
+            continue
+        conflicts.append((key, mine, old))
+    return conflicts
+
+
+def check_resume(recipe: Config, stored: Config, checkpoint: str | Path) -> None:
+    """Refuse a resumed run whose recipe changes a key the checkpoint fixes (see :func:`resume_conflicts`).
+
+    Raises:
+        ConfigError: naming the first such key, the recipe's and the checkpoint's value.
+    """
+    conflicts = resume_conflicts(recipe, stored)
+    if not conflicts:
+        return
+    key, mine, old = conflicts[0]
+    more = f" (and {', '.join(k for k, _, _ in conflicts[1:])})" if len(conflicts) > 1 else ""
+    raise ConfigError(
+        f"resume: {key}={_yaml_value(mine)} in the recipe but {_yaml_value(old)} in the checkpoint "
+        f"{checkpoint}{more}: "
+        "a resumed run keeps the model, vocabulary, data and optimisation of its checkpoint; "
+        f"drop the override or set {key}={_yaml_value(old)} (a new run needs another name=)"
+    )
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as an override's right-hand side (YAML flow style, one line)."""
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
+    return text.removesuffix("\n...").strip()
 
 
 def default_model_section() -> dict[str, Any]:
@@ -381,28 +477,65 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"key {key!r} given twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where it is."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem is None:
+        return " ".join(str(err).split())
+    mark = err.problem_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{err.problem}{where}"
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of a config file with its ``base:`` files merged underneath.
 
     Raises:
-        FileNotFoundError: the file (or a base) does not exist.
-        ConfigError: the file is not a YAML mapping, or the bases form a cycle.
+        FileNotFoundError: the file does not exist.
+        ConfigError: the file (or a base) is not UTF-8 YAML holding a mapping without repeated keys, a
+            base is missing or not a file name, or the bases form a cycle.
     """
     path = Path(path).resolve()
     if path in _seen:
         raise ConfigError(f"config: {path} includes itself through 'base'")
+    if path.is_dir():
+        raise ConfigError(f"config: {path} is a folder, not a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_RecipeLoader)  # a SafeLoader
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config: {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config: {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"config: {path} is not valid YAML: {_yaml_problem(err)}") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping, got {type(data).__name__}")
-    bases = data.pop("base", None) or []
+    bases = data.pop("base", None)
+    bases = [] if bases is None else [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"config: {path}: 'base' must be a file name or a list of them, got {bases!r}")
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
+    for base in bases:
+        if not (path.parent / base).is_file():
+            raise ConfigError(f"config: {path}: base {base!r} is not a file ({path.parent / base})")
         merged = merge(merged, read_yaml(path.parent / base, (*_seen, path)))
     return merge(merged, data)
 

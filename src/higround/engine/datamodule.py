@@ -20,7 +20,7 @@ from higround.data.schema import GroundingDataset, Paragraph
 from higround.engine.config import Config
 from higround.errors import ConfigError
 from higround.text.embeddings import read_word_vectors
-from higround.text.vocab import Vocabulary
+from higround.text.vocab import Vocabulary, log_unknown_words
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class GroundingDataModule(L.LightningDataModule):
             self._datasets[split] = ParagraphDataset(
                 self.paragraphs(split), self.store, self.vocab, self.num_clips
             )
+            log_unknown_words(f"split {split!r}", self.vocab, self._datasets[split].word_ids(), log)
         return self._datasets[split]
 
     def setup(self, stage: str) -> None:

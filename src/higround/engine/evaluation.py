@@ -54,20 +54,38 @@ def open_checkpoint(
     batch_size: int | None = None,
     num_workers: int | None = None,
     device: str = "auto",
+    on_bad: str | None = None,
 ) -> SplitRun:
     """Load a checkpoint and point its recipe's data at the given paths.
 
-    Paths default to the ones stored in the checkpoint's recipe. The training run's ``data.limit`` is
-    not inherited (evaluation covers the whole split unless ``limit`` is given); the vocabulary is the
-    checkpoint's.
+    Paths default to the ones stored in the checkpoint's recipe (training stores them absolute; a
+    relative one, from an older checkpoint, is read against the current folder). The training run's
+    ``data.limit`` is not inherited (evaluation covers the whole split unless ``limit`` is given); the
+    vocabulary is the checkpoint's. ``on_bad`` overrides the recipe's bad-record policy (``data.on_bad``).
+
+    Raises:
+        FileNotFoundError: a path taken from the checkpoint's recipe does not exist (the message names
+            the checkpoint and the option that overrides it).
     """
     loaded = load_checkpoint(path)
+    stored = loaded.config.data
+    for key, value, given_path, option in (
+        ("root", stored.root, annotations_root, "--annotations-root DIR"),
+        ("features", stored.features, features, "--features FILE"),
+    ):
+        if given_path is None and value is not None and not Path(value).exists():
+            where = "" if Path(value).is_absolute() else f" (relative: read against {Path.cwd()})"
+            raise FileNotFoundError(
+                f"{value}{where} not found: it is data.{key} of the checkpoint {loaded.path}'s recipe; "
+                f"pass {option} to read it from elsewhere"
+            )
     given = {
         "root": annotations_root,
         "features": features,
         "feature_key": feature_key,
         "eval_batch_size": batch_size,
         "num_workers": num_workers,
+        "on_bad": on_bad,
     }
     data: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     data["limit"] = limit

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from higround.engine.checkpoint import (
     export_safetensors,
     load_checkpoint,
 )
-from higround.engine.config import Config, save_config
+from higround.engine.config import Config, check_resume, save_config
 from higround.engine.datamodule import GroundingDataModule
 from higround.engine.module import GroundingModule
-from higround.errors import ConfigError
+from higround.errors import ConfigError, DataError
+from higround.io import check_writable
+from higround.text.embeddings import GLOVE_6B_50D, LEARNED
 from higround.video.settings import record_store_settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,25 @@ class ThroughputCallback(Callback):
         self._last = now
 
 
+class RecipeEarlyStopping(EarlyStopping):
+    """EarlyStopping whose patience stays the recipe's after resuming.
+
+    Lightning's restores the checkpoint's patience with the wait count, which would silently drop a
+    ``trainer.early_stopping_patience`` override of the resumed run.
+    """
+
+    @property
+    def state_key(self) -> str:
+        """Lightning's own key, so the state of either class restores into the other."""
+        return f"EarlyStopping{ {'monitor': self.monitor, 'mode': self.mode}!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the wait count and best score, keeping this run's patience."""
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+
 def resolve_accelerator(config: Config) -> str:
     """``trainer.accelerator``, with ``auto`` resolved to ``gpu`` when CUDA is available, else ``cpu``."""
     name = config.trainer.accelerator
@@ -103,24 +125,20 @@ def run_dir(config: Config) -> Path:
 def build_trainer(config: Config, directory: Path) -> L.Trainer:
     """The Trainer of ``config`` writing into ``directory``.
 
-    Callbacks: a checkpoint after every epoch (``checkpoints/epoch=NNN.ckpt``, plus ``last.ckpt``),
-    the best by val mIoU (``checkpoints/best.ckpt``), EarlyStopping on val mIoU, the throughput
+    Callbacks: the best by val mIoU (``checkpoints/best.ckpt``), a checkpoint after every epoch
+    (``checkpoints/epoch=NNN.ckpt``, plus ``last.ckpt``), EarlyStopping on val mIoU, the throughput
     display. Loggers: TensorBoard (``tensorboard/``) and CSV (``csv/``), a new version per (re)start.
     Every checkpoint is written atomically (:class:`AtomicCheckpointIO`).
+
+    Every checkpoint stores every callback's state, and the checkpoint callbacks run in list order
+    (Lightning moves them after the others, keeping their order): the best-by-val one comes first,
+    so that ``epoch=NNN.ckpt`` and ``last.ckpt`` hold its state *after* the epoch's validation and a
+    run resumed from them still knows that epoch's score. A retrained epoch overwrites its file.
     """
     trainer_config = config.trainer
     has_val = config.data.val_split is not None
     checkpoints = directory / "checkpoints"
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            filename="epoch={epoch:03d}",
-            auto_insert_metric_name=False,
-            save_top_k=-1,
-            save_last=True,
-        ),
-        ThroughputCallback(),
-    ]
+    callbacks: list[Callback] = []
     if has_val:
         callbacks.append(
             ModelCheckpoint(
@@ -133,10 +151,21 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
                 enable_version_counter=False,
             )
         )
-        if trainer_config.early_stopping_patience is not None:
-            callbacks.append(
-                EarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
-            )
+    callbacks += [
+        ModelCheckpoint(
+            dirpath=checkpoints,
+            filename="epoch={epoch:03d}",
+            auto_insert_metric_name=False,
+            save_top_k=-1,
+            save_last=True,
+            enable_version_counter=False,
+        ),
+        ThroughputCallback(),
+    ]
+    if has_val and trainer_config.early_stopping_patience is not None:
+        callbacks.append(
+            RecipeEarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
+        )
     return L.Trainer(
         accelerator=resolve_accelerator(config),
         devices=trainer_config.devices,
@@ -181,38 +210,99 @@ class TrainResult:
 
 
 def _check_run_dir(config: Config, directory: Path) -> None:
-    if config.resume is None and any((directory / "checkpoints").glob("*.ckpt")):
+    check_writable(directory, "run folder (output_dir/name)", directory=True)
+    checkpoints = directory / "checkpoints"
+    if config.resume is None:
+        if any(checkpoints.glob("*.ckpt")):
+            raise ConfigError(
+                f"run folder {directory} already holds checkpoints: pass resume=CHECKPOINT to continue, "
+                "or another name=/output_dir= for a new run"
+            )
+    elif os.path.realpath(Path(config.resume).parent) != os.path.realpath(checkpoints):
+        # The callbacks' state (best score, best.ckpt) belongs to the checkpoint's own folder.
         raise ConfigError(
-            f"run folder {directory} already holds checkpoints: pass resume=CHECKPOINT to continue, "
-            "or another name=/output_dir= for a new run"
+            f"resume: {config.resume} is not in this run's checkpoints folder {checkpoints}: a resumed "
+            "run continues in its checkpoint's run folder; set output_dir= and name= to that run's"
         )
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def resolve_paths(config: Config) -> Config:
+    """``config`` with ``data.root``, ``data.features``, ``resume`` and a ``text.word_vectors`` file
+    made absolute, so that the run's config.yaml and checkpoints name the files wherever they are read."""
+    text = config.text
+    vectors = text.word_vectors
+    if vectors not in (GLOVE_6B_50D, LEARNED) and Path(vectors).expanduser().exists():
+        text = replace(text, word_vectors=str(_absolute(vectors)))
+    data = replace(config.data, root=_absolute(config.data.root), features=_absolute(config.data.features))
+    return replace(config, data=data, text=text, resume=_absolute(config.resume))
+
+
+def _vectors_name(source: str) -> str:
+    """A word-vector source by name: the file name without ``.txt``/``.gz``/``.zip``/``.npy``."""
+    name = Path(source).name
+    while Path(name).suffix in (".txt", ".gz", ".zip", ".npy"):
+        name = Path(name).stem
+    return name
+
+
+def paper_notes(config: Config) -> list[str]:
+    """The departures from the paper's setting that ``config`` makes (``text.paper_word_vectors``)."""
+    paper = config.text.paper_word_vectors
+    used = config.text.word_vectors
+    if paper is None or _vectors_name(used) == paper:
+        return []
+    return [
+        f"text.word_vectors={used} is not the paper's {paper}: "
+        "results are not comparable with the paper's table"
+    ]
+
+
+def _with_notes(config: Config, notes: list[str]) -> Config:
+    return replace(config, notes=[*config.notes, *(n for n in notes if n not in config.notes)])
+
+
+def _check_splits(config: Config, data: GroundingDataModule) -> None:
+    for role, split in (("train", config.data.train_split), ("val", config.data.val_split)):
+        if split is not None and not data.paragraphs(split):
+            raise DataError(
+                f"data: the {role} split {split!r} ({config.data.dataset} in {config.data.root}) holds no "
+                f"paragraph: nothing to {'train' if role == 'train' else 'validate'} on "
+                f"(check data.{role}_split and the split's annotation file)"
+            )
 
 
 def build_module(
     config: Config, data: GroundingDataModule, resume: LoadedCheckpoint | None = None
 ) -> GroundingModule:
     """The LightningModule of ``config``: word vectors from ``text.word_vectors``, or from the
-    ``resume`` checkpoint's embedding (whose model config must then equal this recipe's)."""
+    ``resume`` checkpoint's embedding (whose recipe must then agree, see
+    :func:`~higround.engine.config.check_resume`)."""
     vectors = data.word_vectors() if resume is None else resume.state_dict["embedding.weight"]
     model_config = config.model_config(video_dim=data.store.dim, word_dim=int(vectors.shape[1]))
-    if resume is not None and model_config != resume.model_config:
-        raise ConfigError(
-            f"resume: the recipe's model config differs from the checkpoint's ({resume.path}): "
-            f"{model_config} != {resume.model_config}"
-        )
+    if resume is not None:
+        check_resume(replace(config, model=model_config.to_dict()), resume.config, resume.path)
     return GroundingModule(config, model_config, data.vocab, vectors)
 
 
 def fit(config: Config) -> TrainResult:
     """Train ``config`` end to end; resumes exactly from ``config.resume`` when set.
 
-    Seeds everything, builds data, model and Trainer, writes ``config.yaml`` into the run folder,
-    trains, and exports the best checkpoint's weights to ``model.safetensors`` (+ ``model.json``).
+    Checks that the run folder can be written, makes the data paths absolute, seeds everything,
+    builds data, model and Trainer, writes ``config.yaml`` into the run folder, trains, and exports
+    the best checkpoint's weights to ``model.safetensors`` (+ ``model.json``). A paper recipe run
+    with other word vectors than the paper's warns and says so in the config's ``notes``.
 
     Raises:
-        ConfigError: a bad recipe, or a run folder that already holds checkpoints (without resume).
-        DataError: bad annotations or features.
+        OutputError: the run folder cannot be written.
+        ConfigError: a bad recipe, a run folder that already holds checkpoints (without resume), or a
+            resume whose recipe changes what its checkpoint fixes.
+        DataError: bad annotations or features, or a train/val split without a paragraph.
     """
+    config = resolve_paths(config)
     directory = run_dir(config)
     _check_run_dir(config, directory)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -221,14 +311,20 @@ def fit(config: Config) -> TrainResult:
     data = GroundingDataModule(config, vocab=resume.vocab if resume is not None else None)
     # Checkpoints carry the backbone and clip sampling of extracted features (for `higround ground`).
     config = record_store_settings(config, data.store.name)
+    notes = paper_notes(config)
+    config = _with_notes(config, notes)
     module = build_module(config, data, resume)
+    _check_splits(config, data)
+    for note in notes:  # once every check has passed: training starts
+        log.warning("not the paper's setting: %s", note)
     trainer = build_trainer(config, directory)
     if trainer.is_global_zero:
         save_config(config, directory / "config.yaml")
     trainer.fit(module, datamodule=data, ckpt_path=config.resume)
 
-    callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
-    every, best = callbacks[0], callbacks[1] if len(callbacks) > 1 else None
+    checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
+    every = next(c for c in checkpoints if c.monitor is None)
+    best = next((c for c in checkpoints if c.monitor == MONITOR), None)
     last = Path(every.last_model_path) if every.last_model_path else None
     best_path = Path(best.best_model_path) if best is not None and best.best_model_path else last
     score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None

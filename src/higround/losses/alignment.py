@@ -57,7 +57,7 @@ def _negative_log_mass(logits: Tensor, positives: Tensor, valid: Tensor, dim: in
 
 
 def alignment_loss(similarity: Tensor, positives: Tensor, text_mask: Tensor, video_mask: Tensor) -> Tensor:
-    """Video-word (supp. eq. 3) or video-sentence (supp. eq. 4) alignment loss, averaged over the batch.
+    """Video-word (supp. eq. 3) or video-sentence (supp. eq. 4) loss, mean over paragraphs with a positive.
 
     ``-1/|V| sum_{j in V} log sum_{i in T_j+} Adot_ij - 1/|T| sum_{i in T} log sum_{j in V_i+} Addot_ij``
     with ``Adot`` the column-wise softmax (over text units, per clip) and ``Addot`` the row-wise
@@ -77,11 +77,16 @@ def alignment_loss(similarity: Tensor, positives: Tensor, text_mask: Tensor, vid
     per_paragraph = masked_mean(per_clip, positives.any(dim=1), dim=1) + masked_mean(
         per_text, positives.any(dim=2), dim=1
     )
-    return per_paragraph.mean()
+    # Eq. 3-4 are undefined for a paragraph with no positive (|V| = |T| = 0): it is left out of the
+    # mean, as in paragraph_alignment_loss, so the others' weights do not depend on how many such
+    # paragraphs share their batch.
+    return masked_mean(per_paragraph, positives.flatten(1).any(dim=1))
 
 
 def paragraph_alignment_loss(similarity: Tensor, positives: Tensor, video_mask: Tensor) -> Tensor:
-    """Video-paragraph alignment loss (supp. eq. 5) ``-log sum_{j in V_p} Addot_j``, averaged over the batch.
+    """Video-paragraph alignment loss (supp. eq. 5) ``-log sum_{j in V_p} Addot_j``.
+
+    Averaged over the paragraphs with a positive, like :func:`alignment_loss`.
 
     Args:
         similarity: ``(B, 1, N_V)`` ``A^VP``.

@@ -28,7 +28,8 @@ class HSCNetLoss(nn.Module):
     * ``L_grd``: ``grounding_l1 + grounding_giou`` on the final spans.
 
     A term whose level, decoder or alignment switch is off is absent from the result. Span terms
-    average over every real sentence of the batch; alignment terms over paragraphs.
+    average over every real sentence of the batch; alignment terms over the paragraphs with a
+    positive (see :func:`higround.losses.alignment_loss`).
     """
 
     def __init__(self, config: HSCNetConfig) -> None:

@@ -141,7 +141,11 @@ def _listed(x: Any) -> Any:
 
 
 def _number(x: Any, what: str) -> float:
-    if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+    try:  # an integer too large for a float overflows
+        finite = not isinstance(x, bool | np.bool_) and isinstance(x, numbers.Real) and math.isfinite(x)
+    except OverflowError:
+        finite = False
+    if not finite:
         raise _Bad(f"{what} must be a finite number, got {x!r}")
     return float(x)
 
@@ -319,6 +323,8 @@ def read_predictions(path: str | Path, fmt: PredictionFormat = "auto") -> Predic
     except json.JSONDecodeError as err:
         if fmt == "auto" and err.msg == "Extra data":  # several JSON values: JSON lines
             return read_moment_detr(file)
+        raise DataError(f"{file}: not valid JSON: {err}") from None
+    except ValueError as err:  # an integer literal longer than Python converts
         raise DataError(f"{file}: not valid JSON: {err}") from None
     if fmt == "auto" and isinstance(data, dict) and "pred_relevant_windows" in data:
         return read_moment_detr(file)  # a one-line Moment-DETR file

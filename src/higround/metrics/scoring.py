@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from higround.data.schema import GroundingDataset
-from higround.errors import DataError
+from higround.errors import ConfigError, DataError
 from higround.metrics.grounding import (
     MR_THRESHOLDS,
     check_thresholds,
@@ -81,6 +81,10 @@ def align_predictions(
         dataset: the annotation the predictions are scored against.
         allow_missing: score sentences without a prediction as misses instead of raising.
         allow_unknown: ignore predictions for keys ``dataset`` does not have instead of raising.
+
+    Raises:
+        DataError: ``dataset`` holds no sentence, or a key is missing, unknown or names another video
+            or sentence index than the annotation.
     """
     source = predictions.source if isinstance(predictions, Predictions) else "predictions"
     records = predictions.records if isinstance(predictions, Predictions) else list(predictions)
@@ -88,6 +92,10 @@ def align_predictions(
     by_key = {r.key: r for r in records}
     sentences = [(p.video_id, s) for p, s in dataset.sentences()]
     keys = [s.key for _, s in sentences]
+    if not keys:  # every metric of an empty set would read 0, as if every prediction missed
+        skipped = len(dataset.report.skipped)
+        why = f" ({skipped} bad record(s) skipped)" if skipped else ""
+        raise DataError(f"{annotation}: no sentence to score{why}")
     known = set(keys)
     missing = [k for k in keys if k not in by_key]
     unknown = [r.key for r in records if r.key not in known]
@@ -149,8 +157,13 @@ def score_alignment(
     ``n_values`` (after NMS at ``nms_threshold``) when some sentence has several predictions; with
     ``moment_retrieval`` (default: for QVHighlights) ``mAP@m`` over 0.5:0.05:0.95, ``mAP``, and
     ``short/``, ``middle/``, ``long/`` ``mAP@m``, ``mAP``, ``R1@m``.
+
+    Raises:
+        ConfigError: a threshold outside (0, 1], or ``nms_threshold`` outside [0, 1].
     """
     m = check_thresholds(thresholds if thresholds is not None else thresholds_for(alignment.dataset))
+    if not 0 <= nms_threshold <= 1:  # NaN fails too; checked even when no sentence needs NMS
+        raise ConfigError(f"the NMS IoU threshold must lie in [0, 1], got {nms_threshold}")
     ranked, gt, gt_mask = alignment.ranked, alignment.gt, alignment.gt_mask
     out = grounding_metrics(ranked.top1, gt, m, inclusive, gt_mask)
     ranks = [n for n in n_values if n > 1]

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Lower bound of the learned cosine-attention sharpness sigma: below it the softmax is a hard argmax.
-MIN_SHARPNESS = 0.01
+# Knee of the learned cosine-attention sharpness sigma (see MultiHeadAttention.sharpness): above it
+# sigma = exp(log_sigma) exactly; below it sigma bends smoothly towards SHARPNESS_KNEE / 2, so the
+# attention logits (cosine / sigma) stay within +-2 / SHARPNESS_KNEE and the gradient never vanishes.
+SHARPNESS_KNEE = 0.01
 
 
 def attention_mask(key_mask: Tensor | None, pair_mask: Tensor | None) -> Tensor | None:
@@ -66,14 +69,44 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
         # sigma is kept as its log so that it stays positive under gradient steps.
-        self.log_sharpness = nn.Parameter(torch.tensor(math.log(sharpness))) if cosine else None
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(sharpness))) if cosine else None
 
     @property
     def sharpness(self) -> Tensor | None:
-        """The learned sigma of eq. 1 (``None`` for dot-product attention)."""
-        if self.log_sharpness is None:
+        """The learned sigma of eq. 1 (``None`` for dot-product attention).
+
+        ``e = exp(log_sigma)`` where ``e >= k`` (``k`` = :data:`SHARPNESS_KNEE`), else
+        ``(k^2 + e^2) / (2k)``: the same value and slope at ``k``, bounded below by ``k / 2``, and a
+        gradient ``e^2 / k > 0`` (a hard ``clamp_min(k)`` would stop it for good once below ``k``).
+        """
+        if self.log_sigma is None:
             return None
-        return self.log_sharpness.exp().clamp_min(MIN_SHARPNESS)
+        e = self.log_sigma.exp()
+        below = e.clamp_max(SHARPNESS_KNEE)  # keeps the branch that torch.where drops finite
+        return torch.where(e >= SHARPNESS_KNEE, e, (SHARPNESS_KNEE**2 + below**2) / (2 * SHARPNESS_KNEE))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Read checkpoints from before the soft knee, which stored ``log_sharpness`` (log sigma too).
+
+        That code clamped sigma at the knee, so a stored value below ``log(k)`` meant sigma = k: it is
+        raised to ``log(k)`` (``exp`` of which is ``k`` exactly in float32), keeping those forwards
+        unchanged. The new name tells the two apart (the values below ``log(k)`` differ in meaning).
+        """
+        old = state_dict.pop(prefix + "log_sharpness", None)
+        if old is not None:
+            state_dict[prefix + "log_sigma"] = old.clamp_min(math.log(SHARPNESS_KNEE))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def _split(self, x: Tensor) -> Tensor:
         batch, length, dim = x.shape

@@ -172,10 +172,12 @@ def _load_state(path: str | Path, name: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone {name}: weights file not found: {path}")
+    from higround.engine.checkpoint import safe_torch_load  # no Lightning: see its module docstring
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a state dict
-        raise ConfigError(f"backbone {name}: cannot read weights {path}: {err}") from err
+        state = safe_torch_load(path, "weights file")
+    except ConfigError as err:
+        raise ConfigError(f"backbone {name}: {err}") from err
     if not isinstance(state, dict):
         raise ConfigError(f"backbone {name}: {path} is not a state dict")
     return state

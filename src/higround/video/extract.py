@@ -10,9 +10,11 @@ Store layout (readable by :func:`higround.data.features.open_store` as-is, key `
 
 Progress is kept per video: each finished video is written atomically to its own small HDF5 file
 in ``<store>.parts/``; when a process has gone through its videos it merges every part into the
-store (under a file lock, through a temp file and a rename) and deletes the merged parts. A rerun
-skips videos already in the store or in a part, so an interrupted run resumes where it stopped,
-and shards (``shard=(i, n)``) of one video list may run at the same time in separate processes.
+store (under a file lock, through a temp file and a rename) and deletes the merged parts, and the
+folder with its lock when nothing else is left in it. A rerun skips videos already in the store or
+in a part, so an interrupted run resumes where it stopped (the temp files of the killed writes are
+removed), and shards (``shard=(i, n)``) of one video list may run at the same time in separate
+processes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from higround.data.features import open_store, video_stem
 from higround.errors import ConfigError, DataError
-from higround.io import atomic_path
+from higround.io import atomic_path, remove_stale_temps
 from higround.video.backbones import Backbone, BackboneSpec
 from higround.video.decode import ClipReader
 from higround.video.settings import (
@@ -233,44 +236,77 @@ def _done_ids(store: Path, parts: Path) -> set[str]:
     return done
 
 
+@contextmanager
+def _parts_lock(parts: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``parts`` (``<parts>/.lock``, created as needed).
+
+    The lock file is removed by the run that leaves the folder empty (:func:`merge_parts`), so a
+    process that waited on a lock file may find it unlinked once it holds it: it then takes the
+    current one, so that two processes never both believe they hold the lock.
+    """
+    import fcntl  # POSIX only; imported here so that reading features works everywhere
+
+    while True:
+        parts.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = (parts / LOCK_NAME).open("a")
+        except FileNotFoundError:  # the folder went between mkdir and open
+            continue
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = os.fstat(lock.fileno())
+            try:
+                current = os.stat(parts / LOCK_NAME)
+            except FileNotFoundError:
+                continue
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                yield
+                return
+
+
 def merge_parts(store: str | Path, settings: FeatureSettings) -> int:
     """Merge every finished part in ``<store>.parts/`` into ``store`` (atomically, under a file
     lock so concurrent shards merge one after the other) and delete the merged parts.
 
-    Returns the number of videos merged.
+    The folder and its lock file are removed when nothing else is left in them (no other shard's
+    video in progress), so a complete run leaves only the store. Returns the number of videos merged.
 
     Raises:
         DataError: a part was extracted with other settings.
     """
-    import fcntl  # POSIX only; imported here so that reading features works everywhere
-
     store, parts = Path(store), parts_dir(store)
-    parts.mkdir(parents=True, exist_ok=True)
-    with (parts / LOCK_NAME).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _parts_lock(parts):
         files = sorted(parts.glob("*.h5"))
-        if not files:
-            return 0
-        with atomic_path(store) as tmp, h5py.File(tmp, "w") as out:
-            out.attrs.update({STORE_FORMAT_ATTR: STORE_FORMAT, **settings.to_attrs()})
-            if store.exists():
-                with h5py.File(store, "r") as old:
-                    for name in old:
-                        old.copy(old[name], out, name=name)  # copied dataset by dataset: bounded memory
+        if files:
+            _merge_into(store, files, settings)
             for file in files:
-                with h5py.File(file, "r") as part:
-                    for name in part:
-                        found = FeatureSettings.from_attrs(part[name].attrs, f"{file}:{name}")
-                        if found != settings:
-                            raise DataError(
-                                f"{file}: extracted with {found.describe()}, not {settings.describe()}"
-                            )
-                        if name in out:
-                            del out[name]
-                        part.copy(part[name], out, name=name)
-        for file in files:
-            file.unlink()
+                file.unlink()
+        if [p.name for p in parts.iterdir()] == [LOCK_NAME]:
+            # Unlinked while held: a process waiting on it re-takes the lock (see _parts_lock).
+            (parts / LOCK_NAME).unlink()
+            with suppress(OSError):  # a shard may have just started a part in it
+                parts.rmdir()
     return len(files)
+
+
+def _merge_into(store: Path, files: Sequence[Path], settings: FeatureSettings) -> None:
+    with atomic_path(store) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update({STORE_FORMAT_ATTR: STORE_FORMAT, **settings.to_attrs()})
+        if store.exists():
+            with h5py.File(store, "r") as old:
+                for name in old:
+                    old.copy(old[name], out, name=name)  # copied dataset by dataset: bounded memory
+        for file in files:
+            with h5py.File(file, "r") as part:
+                for name in part:
+                    found = FeatureSettings.from_attrs(part[name].attrs, f"{file}:{name}")
+                    if found != settings:
+                        raise DataError(
+                            f"{file}: extracted with {found.describe()}, not {settings.describe()}"
+                        )
+                    if name in out:
+                        del out[name]
+                    part.copy(part[name], out, name=name)
 
 
 def shard_of(videos: Sequence[Path], shard: tuple[int, int]) -> list[Path]:
@@ -321,6 +357,9 @@ def extract_store(
     _check_store_settings(store, settings)
     mine = shard_of([Path(v) for v in videos], shard)
     parts = parts_dir(store)
+    # Leftovers of killed runs: their half-written parts and store copies (finished parts stay).
+    remove_stale_temps(parts)
+    remove_stale_temps(store.parent, store.name)
     done = _done_ids(store, parts)
     for path in mine:
         if path.stem in done:
@@ -336,32 +375,75 @@ def extract_store(
         summary.clips += clips
         summary.video_seconds += end
     merge_parts(store, settings)
-    if shard[1] == 1 and parts.is_dir() and [p.name for p in parts.iterdir()] == [LOCK_NAME]:
-        (parts / LOCK_NAME).unlink()
-        parts.rmdir()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class MissingDurationError(ConfigError):
+    """A store that records no duration for a video, read without one."""
+
+
+def stored_duration(store: str | Path, video_id: str) -> float | None:
+    """The duration in seconds that an HDF5 store records for ``video_id``, ``None`` when none.
+
+    Any HDF5 store may record it: a ``duration`` attribute on the video's entry, or on the group
+    holding it (the ActivityNet C3D layout ``{video_id}/c3d_features``), as ``higround extract``
+    and :func:`higround.data.features.write_hdf5_store` (``attrs=``) write it. The entry is found
+    as the store finds it: by the id, or by an id that differs only by a video-file extension.
+
+    Raises:
+        DataError: the recorded duration is not a positive number.
+    """
+    path = Path(store)
+    if path.is_dir() or path.suffix.lower() not in (".h5", ".hdf5"):
+        return None  # .npy / .npz folders hold arrays only
+    with h5py.File(path, "r") as f:
+        names = [video_id, video_stem(video_id)]
+        names += [n for n in f if n not in names and video_stem(n) == video_id]
+        node = next((f[n] for n in names if n in f), None)
+        if node is None:
+            return None
+        holders = [node, *(node[c] for c in node)] if isinstance(node, h5py.Group) else [node]
+        value = next((h.attrs["duration"] for h in holders if "duration" in h.attrs), None)
+    if value is None:
+        return None
+    try:
+        duration = float(value)
+    except (TypeError, ValueError):
+        duration = float("nan")
+    if not (np.isfinite(duration) and duration > 0):
+        raise DataError(f"{store}: video {video_id!r} records duration {value!r}, not a positive number")
+    return duration
 
 
 def read_video_features(store: str | Path, video_id: str, duration: float | None = None) -> VideoFeatures:
     """One video's features from a store, with its clip times and duration.
 
     Stores written by ``higround extract`` record both (``duration`` is then not used). Any other store
-    (a released feature file, a folder of .npy files) gives ``settings=None`` and needs ``duration``
-    in seconds: its clips are taken to cover the video in equal spans, as the readers resample them.
+    (a released feature file, a folder of .npy files) gives ``settings=None``; its clips are taken to
+    cover the video in equal spans, as the readers resample them, over the duration the store records
+    (:func:`stored_duration`) or, when it records none, ``duration`` in seconds.
 
     Raises:
-        ConfigError: the store records no durations and ``duration`` is not given.
+        MissingDurationError: the store records no duration for the video and ``duration`` is not given.
         DataError: the video is not in the store (nearest ids named), or its entry is malformed.
     """
     features = open_store(store).get(video_id)
     settings = read_store_settings(store)
     if settings is None:
-        if duration is None:
-            raise ConfigError(f"{store} records no durations: give the duration of video {video_id!r}")
-        edges = np.linspace(0.0, float(duration), len(features) + 1)
+        given = stored_duration(store, video_id)
+        given = duration if given is None else given
+        if given is None:
+            raise MissingDurationError(
+                f"{store} records no duration for video {video_id!r}: give its duration in seconds "
+                "(duration=)"
+            )
+        seconds = float(given)
+        if not (np.isfinite(seconds) and seconds > 0):
+            raise DataError(f"video {video_id!r}: duration {seconds} is not a positive number of seconds")
+        edges = np.linspace(0.0, seconds, len(features) + 1)
         times = np.stack([edges[:-1], edges[1:]], axis=1)
-        return VideoFeatures(video_id, features, times, float(duration), None)
+        return VideoFeatures(video_id, features, times, seconds, None)
     with h5py.File(store, "r") as f:
         attrs = f[video_id if video_id in f else video_stem(video_id)].attrs
         times = np.stack([attrs["clip_starts"], attrs["clip_ends"]], axis=1).astype(np.float64)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from higround.data.readers._layout import LayoutError
 from higround.data.readers._table import LoadOptions, OnBad, Table
 from higround.data.readers.captions import parse_captions
 from higround.data.readers.charades import parse_charades_sta
@@ -29,6 +30,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_CLAMP_TOLERANCE",
     "DatasetSpec",
+    "LayoutError",
     "OnBad",
     "available_datasets",
     "load_annotation_file",
@@ -163,7 +165,7 @@ def _options(on_bad: str, max_sentences: int | None, clamp_tolerance: float) -> 
 
 
 def _read(spec: DatasetSpec, path: Path, split: str, options: LoadOptions) -> GroundingDataset:
-    table = Table(str(path))
+    table = Table(str(path), spec.name)
     spec.parse(path, split, table)
     return table.build(spec.name, split, options)
 

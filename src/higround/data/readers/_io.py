@@ -31,7 +31,7 @@ def load_json(path: Path) -> Any:
             return json.load(f, object_pairs_hook=_unique_keys)
     except _DuplicateKey as err:
         raise DataError(f"{path}: duplicate key {err.args[0]!r}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except ValueError as err:  # bad JSON or UTF-8, or an integer longer than Python converts
         raise DataError(f"{path}: not valid JSON: {err}") from None
 
 
@@ -44,16 +44,26 @@ def load_json_line(path: Path, line_no: int, line: str, *, unique_keys: bool = T
         return json.loads(line, object_pairs_hook=_unique_keys if unique_keys else None)
     except _DuplicateKey as err:
         raise DataError(f"{path}: line {line_no}: duplicate key {err.args[0]!r}") from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # bad JSON, or an integer longer than Python converts
         raise DataError(f"{path}: line {line_no}: not valid JSON: {err}") from None
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_no, line)`` of a UTF-8 text file (from 1); bytes that are not UTF-8 are a DataError."""
+    # Decoded line by line, so that the error names the line (a text stream decodes whole chunks).
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: line {line_no}: not UTF-8 text: {err}") from None
 
 
 def iter_json_lines(path: Path, *, unique_keys: bool = True) -> Iterator[tuple[int, Any]]:
     """``(line_no, value)`` of each non-blank line of a UTF-8 JSON-lines file (see :func:`load_json_line`)."""
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                yield line_no, load_json_line(path, line_no, line, unique_keys=unique_keys)
+    for line_no, line in text_lines(path):
+        if line.strip():
+            yield line_no, load_json_line(path, line_no, line, unique_keys=unique_keys)
 
 
 def expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) -> Any:

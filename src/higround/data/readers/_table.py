@@ -15,9 +15,12 @@ from typing import Any, Literal
 import numpy as np
 
 from higround.data.schema import GroundingDataset, LoadReport, Paragraph, Sentence, SkippedRecord, Video
-from higround.errors import DataError
+from higround.errors import DataError, Fix, FixableDataError
 
 OnBad = Literal["error", "skip"]
+
+# The fix every bad-record error suggests (spelled per command by the command line).
+SKIP_BAD_RECORDS = Fix("on_bad", "skip", "data.on_bad", purpose="to skip bad records")
 
 # Window problem codes, in the order they are reported when several apply.
 _OK, _NONFINITE, _NEGATIVE, _REVERSED, _START_PAST, _END_PAST = range(6)
@@ -49,8 +52,10 @@ def as_pair(value: Any) -> tuple[float, float] | None:
 class Table:
     """What one annotation file says, one row per video, sentence and ground-truth window."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, reader: str) -> None:
+        """An empty table for the file ``source``, read by the reader (dataset) named ``reader``."""
         self.source = source
+        self.reader = reader
         self.video_ids: list[str] = []
         self.durations: list[float] = []
         self.video_problems: list[str | None] = []
@@ -158,12 +163,14 @@ class Table:
                 skipped.append(SkippedRecord(self.video_ids[pos], None, problem))
             else:
                 skipped.extend(
-                    SkippedRecord(self.video_ids[pos], self.s_index[row], sentence_bad[row] or "")
+                    SkippedRecord(
+                        self.video_ids[pos], self.s_index[row], sentence_bad[row] or "", self._key(row)
+                    )
                     for row in self.video_rows[pos]
                     if sentence_bad[row]
                 )
         if skipped and options.on_bad == "error":
-            raise DataError(self._describe(skipped[0], len(skipped) - 1))
+            raise FixableDataError(self._describe(skipped[0], len(skipped) - 1), SKIP_BAD_RECORDS)
 
         # Only windows of kept records are clamped (and counted); the rest passed the tolerance check.
         video_ok = np.array([p is None for p in video_bad], dtype=bool)[window_video]
@@ -173,6 +180,13 @@ class Table:
         ends = np.where(clamped, limit, ends)
         report = LoadReport(source=self.source, clamped=int(clamped.sum()), skipped=skipped)
         videos = self._assemble(starts.tolist(), ends.tolist(), video_bad, sentence_bad, options)
+        if skipped and not videos:
+            # Skipping everything is never what was meant (a wrong reader, a broken file): say so.
+            raise DataError(
+                f"{self.source}: every record is bad, nothing is left after skipping {len(skipped)} bad "
+                f"record(s) of {len(self.video_ids)} video(s); the first: {self._where(skipped[0])}: "
+                f"{skipped[0].reason} (is this the right reader for this file?)"
+            )
         return GroundingDataset(name=name, split=split, videos=videos, report=report)
 
     def _check_windows(
@@ -222,8 +236,12 @@ class Table:
             }[int(codes[w])]
         return problems
 
-    def _describe(self, record: SkippedRecord, more: int) -> str:
-        """Error message for the first bad record."""
+    def _key(self, row: int) -> str:
+        """The key of sentence ``row``: the release's (QVHighlights' qid), else ``video_id#index``."""
+        return self.s_key[row] or f"{self.video_ids[self.s_video[row]]}#{self.s_index[row]}"
+
+    def _where(self, record: SkippedRecord) -> str:
+        """The record as messages name it: ``video 'v1' sentence 3 (line 12)``."""
         where = f"video {record.video_id!r}"
         if record.sentence_index is not None:
             pos = self._video_pos[record.video_id]
@@ -231,9 +249,12 @@ class Table:
             where += f" sentence {record.sentence_index}"
             if self.s_where[row]:
                 where += f" ({self.s_where[row]})"
+        return where
+
+    def _describe(self, record: SkippedRecord, more: int) -> str:
+        """Error message for the first bad record (without the fix, which the error carries)."""
         tail = f" (and {more} more bad record(s))" if more else ""
-        hint = "; pass on_bad='skip' (--on-bad skip) to skip bad records"
-        return f"{self.source}: {where}: {record.reason}{tail}{hint}"
+        return f"{self.source}: {self._where(record)}: {record.reason}{tail}"
 
     def _assemble(
         self,
@@ -261,7 +282,7 @@ class Table:
                         start=spans[0][0],
                         end=spans[0][1],
                         index=index,
-                        key=self.s_key[row] or f"{video_id}#{index}",
+                        key=self._key(row),
                         windows=spans if self.s_multi[row] else (),
                         extra=self.s_extra[row],
                     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from higround.data.readers._io import expect, load_json
+from higround.data.readers._io import expect
+from higround.data.readers._layout import read_json
 from higround.data.readers._table import Table, as_number, paired_lists
 
 # Lists with one entry per sentence in the compositional-grounding releases.
@@ -22,7 +23,7 @@ _CORE_FIELDS = ("duration", "timestamps", "sentences")
 def parse_captions(path: Path, split: str, table: Table) -> None:
     """Fill ``table`` from an ActivityNet-Captions-layout file (``split`` is unused)."""
     del split
-    data = expect(load_json(path), dict, path, "the top level")
+    data = expect(read_json(path, table.reader), dict, path, "the top level")
     for video_id, record in data.items():
         if not isinstance(record, dict):
             table.flag_video(table.video(video_id, math.nan), "record is not a JSON object")

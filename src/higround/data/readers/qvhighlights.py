@@ -9,19 +9,33 @@ queries of one video are independent, not a narrative). Every window is kept in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from higround.data.readers._io import expect, iter_json_lines
+from higround.data.readers._layout import check_text
 from higround.data.readers._table import Table, as_number
 from higround.errors import DataError
 
 EXTRA_FIELDS = ("relevant_clip_ids", "saliency_scores")
 
 
+def _first_record_fits(path: Path) -> bool:
+    """Whether the first non-blank line is a JSON object with the QVHighlights keys."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        record = json.loads(first)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and ("qid" in record or "vid" in record)
+
+
 def parse_qvhighlights(path: Path, split: str, table: Table) -> None:
     """Fill ``table`` from a QVHighlights JSON-lines file (``split`` is unused)."""
     del split
     seen: set[str] = set()
+    check_text(path, table.reader, _first_record_fits(path))
     for line_no, value in iter_json_lines(path):
         record = expect(value, dict, path, f"line {line_no}")
         vid, qid = record.get("vid"), record.get("qid")

@@ -15,7 +15,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from higround.data.readers._io import expect, load_json
+from higround.data.readers._io import expect
+from higround.data.readers._layout import read_json
 from higround.data.readers._table import Table, as_number, paired_lists
 from higround.errors import DataError
 
@@ -23,7 +24,7 @@ from higround.errors import DataError
 def parse_tacos_frames(path: Path, split: str, table: Table) -> None:
     """Fill ``table`` from a 2D-TAN TACoS file (``split`` is unused)."""
     del split
-    data = expect(load_json(path), dict, path, "the top level")
+    data = expect(read_json(path, table.reader), dict, path, "the top level")
     for video_id, record in data.items():
         if not isinstance(record, dict):
             table.flag_video(table.video(video_id, math.nan), "record is not a JSON object")
@@ -43,7 +44,7 @@ def parse_tacos_frames(path: Path, split: str, table: Table) -> None:
 def parse_tacos_paragraphs(path: Path, split: str, table: Table) -> None:
     """Fill ``table`` from a ``paragraphs_{split}.json`` list (``split`` is unused)."""
     del split
-    data = expect(load_json(path), list, path, "the top level")
+    data = expect(read_json(path, table.reader), list, path, "the top level")
     paragraphs_seen: Counter[str] = Counter()
     for n, record in enumerate(data):
         video_id = record.get("video") if isinstance(record, dict) else None

@@ -35,7 +35,8 @@ class HSCNetConfig:
         num_clips: ``N^V`` clips per video (256 ActivityNet, 512 TACoS). A data setting, kept here so
             a checkpoint says how its features were sampled; the model itself accepts any length.
         hidden_dim: ``D``.
-        num_heads: attention heads in every attention layer.
+        num_heads: attention heads in every attention layer. This, ``ffn_dim`` and ``dropout`` are
+            not given by the paper: Transformer values (docs/hscnet.md, "Heads, FFN width and dropout").
         ffn_dim: hidden units of the FFNs / modality MLPs (default ``4 * hidden_dim``).
         feature_layers: self-attention layers of the video and the text encoders (3.2: three).
         word_layers, sentence_layers, paragraph_layers: ``C1``, ``C2``, ``C3`` (Table S1).
