@@ -109,6 +109,15 @@ def _npy_folder(env: Env, tmp: Path, bad: Callable[[Path], None], suffix: str = 
     return folder
 
 
+# A GloVe text file whose vector of a word of the training text ("out") holds NaN on line 2.
+NAN_VECTORS = "zzz 1 2 3\nout 0.5 nan 1\n"
+
+
+def _videos(env: Env, dim: int) -> dict[str, np.ndarray]:
+    """``dim``-d features of every video of ``env`` (the checkpoint's model takes 24)."""
+    return {v: np.ones((20, dim), np.float32) for v in env.videos}
+
+
 def _object_array(path: Path) -> None:
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
 
@@ -460,50 +469,79 @@ CASES: dict[str, Build] = {
         ],
         [str(tmp / "t.txt")],
     ),
+    # Found by the first sweep: config values, store sizes, long integers, word vectors, folders.
+    "data-file-integer-too-long": _file_case(
+        _anet_stats,
+        "big.json",
+        f'{{"v1": {{"duration": {"9" * 5000}, "timestamps": [[0, 1]], "sentences": ["a"]}}}}',
+    ),
+    "data-qvhighlights-integer-too-long": _file_case(
+        lambda p: ["data", "stats", "qvhighlights", "--file", str(p)],
+        "q.jsonl",
+        f'{{"qid": 1, "vid": "v", "duration": {"9" * 5000}}}\n',
+        "line 1",
+    ),
+    "data-file-is-a-folder": lambda env, tmp: (_anet_stats(tmp), [str(tmp), "folder", "--root"]),
+    "checkpoint-features-wrong-size": lambda env, tmp: (
+        _evaluate_checkpoint(env, "--features", str(_store(tmp, "d7.h5", _videos(env, 7)))),
+        [str(tmp / "d7.h5"), "7 channels", "takes 24", "--features"],
+    ),
+    "predict-features-wrong-size": lambda env, tmp: (
+        [
+            *("predict", "--checkpoint", str(env.checkpoint), "--split", "test", "--device", "cpu"),
+            *("--out", str(tmp / "p.json"), "--features", str(_store(tmp, "d7.h5", _videos(env, 7)))),
+        ],
+        [str(tmp / "d7.h5"), "7 channels", "takes 24", "--features"],
+    ),
+    "train-trainer-devices-not-a-count": lambda env, tmp: (
+        _train(env, tmp, "trainer.devices=foo"),
+        ["trainer.devices", "'foo'"],
+    ),
+    "train-trainer-precision-unknown": lambda env, tmp: (
+        _train(env, tmp, "trainer.precision=foo"),
+        ["trainer.precision", "bf16-mixed"],
+    ),
+    "train-trainer-accelerator-unknown": lambda env, tmp: (
+        _train(env, tmp, "trainer.accelerator=foo", print_config=False),
+        ["trainer.accelerator=foo", "cpu"],
+    ),
+    "train-trainer-strategy-unknown": lambda env, tmp: (
+        _train(env, tmp, "trainer.strategy=foo", print_config=False),
+        ["trainer.strategy=foo", "ddp"],
+    ),
+    "train-trainer-devices-list-on-cpu": lambda env, tmp: (
+        _train(env, tmp, "trainer.devices='0,1'", print_config=False),
+        ["trainer.devices=0,1", "trainer.accelerator=cpu"],
+    ),
+    "train-seed-negative": lambda env, tmp: (_train(env, tmp, "seed=-1"), ["seed", "2**32 - 1"]),
+    "train-seed-past-32-bits": lambda env, tmp: (_train(env, tmp, "seed=4294967296"), ["seed"]),
+    "train-seed-past-64-bits": lambda env, tmp: (_train(env, tmp, f"seed={10**23}"), ["seed"]),
+    "train-batch-size-past-64-bits": lambda env, tmp: (
+        _train(env, tmp, f"data.batch_size={10**23}"),
+        ["data.batch_size"],
+    ),
+    "train-lr-inf": lambda env, tmp: (_train(env, tmp, "optim.lr=.inf"), ["optim.lr", "finite"]),
+    "train-loss-weight-nan": lambda env, tmp: (
+        _train(env, tmp, "model.loss_weights.grounding_l1=.nan"),
+        ["model.loss_weights.grounding_l1", "finite"],
+    ),
+    "train-max-vocab-0": lambda env, tmp: (_train(env, tmp, "text.max_vocab=0"), ["text.max_vocab"]),
+    "train-min-count-keeps-no-word": lambda env, tmp: (
+        _train(env, tmp, "text.min_count=1000000", print_config=False),
+        ["min_count=1000000", "text.min_count"],
+    ),
+    "train-word-vectors-nan": lambda env, tmp: (
+        _train(
+            env,
+            tmp,
+            f"text.word_vectors={_write(tmp / 'vectors.txt', NAN_VECTORS)}",
+            print_config=False,
+        ),
+        [str(tmp / "vectors.txt"), "line 2", "'out'", "nan"],
+    ),
 }
 
-# Faults in other parts of the code base, failing today; the reason says where the fix belongs.
-XFAIL: dict[str, tuple[Build, str]] = {
-    "checkpoint-features-wrong-size": (
-        lambda env, tmp: (
-            _evaluate_checkpoint(
-                env,
-                "--features",
-                str(_store(tmp, "d7.h5", {v: np.ones((20, 7), np.float32) for v in env.videos})),
-            ),
-            [str(tmp / "d7.h5")],
-        ),
-        "lead: the model's 'clip features have 7 channels' error names no store (engine/evaluation.py)",
-    ),
-    "train-trainer-devices-not-a-count": (
-        lambda env, tmp: (_train(env, tmp, "trainer.devices=foo", print_config=False), ["trainer.devices"]),
-        "lead: config.py TrainerConfig does not check devices (Lightning raises TypeError)",
-    ),
-    "train-trainer-precision-unknown": (
-        lambda env, tmp: (
-            _train(env, tmp, "trainer.precision=foo", print_config=False),
-            ["trainer.precision"],
-        ),
-        "lead: config.py TrainerConfig does not check precision (Lightning raises ValueError)",
-    ),
-    "train-seed-negative": (
-        lambda env, tmp: (_train(env, tmp, "seed=-1", print_config=False), ["seed"]),
-        "lead: config.py does not check seed >= 0 (numpy raises ValueError)",
-    ),
-    "data-file-integer-too-long": (
-        _file_case(
-            _anet_stats,
-            "big.json",
-            f'{{"v1": {{"duration": {"9" * 5000}, "timestamps": [[0, 1]], "sentences": ["a"]}}}}',
-        ),
-        "helper B: readers/_layout.py file_layout's json.loads raises ValueError on a 5000-digit integer",
-    ),
-}
-
-PARAMS = [pytest.param(build, id=name) for name, build in CASES.items()] + [
-    pytest.param(build, id=name, marks=pytest.mark.xfail(strict=True, reason=reason))
-    for name, (build, reason) in XFAIL.items()
-]
+PARAMS = [pytest.param(build, id=name) for name, build in CASES.items()]
 
 
 def _run(argv: Argv, capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:

@@ -235,7 +235,7 @@ def test_ground_reads_a_released_store_with_duration(
     for bad in ("0", "-3", "nan", "soon"):
         with pytest.raises(SystemExit):
             ground("v_rel", "--duration", bad)
-        assert "expected a positive number of seconds" in capsys.readouterr().err
+        assert "must be a finite number > 0" in capsys.readouterr().err
 
 
 def test_ground_checks_png_before_the_work(

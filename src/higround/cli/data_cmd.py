@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,11 @@ def _load(args: argparse.Namespace) -> GroundingDataset:
     if args.file:
         if args.root or args.split:
             raise ConfigError("give either --file or --root with --split, not both")
+        if Path(args.file).is_dir():
+            raise ConfigError(
+                f"--file {args.file} is a folder: give one annotation file, or the folder as --root DIR "
+                "with --split SPLIT"
+            )
         return load_annotation_file(args.dataset, args.file, **options)
     if not (args.root and args.split):
         raise ConfigError("need --root and --split (or --file)")

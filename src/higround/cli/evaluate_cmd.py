@@ -176,6 +176,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     )
     rule = hit_rule(args.exclusive)
     notes = [dataset.report.summary()] if dataset.report.clamped or dataset.report.skipped else []
+    encoded = split_run.data.dataset(args.split)  # built by records(): its word ids are at hand
+    unknown = encoded.vocab.unknown_words(encoded.word_ids())
+    notes.append(f"split {args.split!r}: {unknown.describe()} (words outside the checkpoint's vocabulary)")
     print_report(
         metrics,
         title=(
@@ -191,6 +194,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
             "annotations": dataset.report.source,
             "checkpoint": str(args.checkpoint),
             "sentences": len(alignment),
+            "unknown_words": {"unknown": unknown.unknown, "tokens": unknown.tokens, "rate": unknown.rate},
             "hit_rule": rule,
             "thresholds": list(thresholds),
         }

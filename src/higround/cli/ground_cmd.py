@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -26,16 +25,6 @@ import numpy as np
 from higround.cli.options import non_negative_int, positive_float, positive_int
 from higround.errors import ConfigError
 from higround.io import check_writable
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -49,7 +38,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--features", type=Path, help="read the video's features from this store instead")
     parser.add_argument(
         "--duration",
-        type=_seconds,
+        type=positive_float,
         metavar="SECONDS",
         help="the video's duration, for a store that records none when VIDEO is not the file",
     )

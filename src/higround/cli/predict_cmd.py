@@ -4,7 +4,9 @@
 split and writes the predictions file of :mod:`higround.metrics` (paragraph-, sentence- and
 word-level spans in seconds), atomically. Data paths default to the checkpoint's recipe. ``--out``
 is checked before anything is read; the split's unknown-word rate (words outside the checkpoint's
-vocabulary) is printed with the summary, and a warning goes to stderr when it is high.
+vocabulary) is printed with the summary, and a warning goes to stderr when it is high. With
+``--on-bad skip`` the reader's note on the records it left out (and the ends it clamped) is printed
+before the summary.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ def add_checkpoint_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that point a checkpoint's recipe at data (shared with ``evaluate --checkpoint``)."""
     parser.add_argument("--annotations-root", help="annotation folder (default: the checkpoint's data.root)")
     parser.add_argument("--features", help="feature store (default: the checkpoint's data.features)")
-    parser.add_argument("--feature-key", help="entry template in the store (default: the checkpoint's)")
+    parser.add_argument(
+        "--feature-key",
+        help="entry template in the store, e.g. '{video_id}/c3d_features'; 'auto': detect it from the "
+        "store (default: the checkpoint's data.feature_key)",
+    )
     parser.add_argument("--limit", type=positive_int, help="only the first N paragraphs of the split")
     parser.add_argument("--batch-size", type=positive_int, help="paragraphs per batch")
     parser.add_argument("--num-workers", type=non_negative_int, help="DataLoader workers")
@@ -72,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     meta = {"checkpoint": str(args.checkpoint), "model": "hscnet", "features": data.features}
     write_predictions(args.out, records, dataset=data.dataset, split=split, meta=meta)
     paragraphs = len({(r.video_id, r.paragraph_index) for r in records})
+    report = split_run.data.annotations(args.split).report
+    if report.clamped or report.skipped:
+        print(f"note: {report.summary()}")
     dataset = split_run.data.dataset(args.split)  # built by records(): its word ids are at hand
     unknown = dataset.vocab.unknown_words(dataset.word_ids())
     print(

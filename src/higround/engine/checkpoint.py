@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from higround.engine.config import Config
 from higround.errors import ConfigError
-from higround.io import atomic_path, atomic_write_text
+from higround.io import atomic_path, atomic_write_bytes, atomic_write_text
 from higround.models.hscnet import HSCNet, HSCNetConfig
 from higround.text.vocab import Vocabulary
 
@@ -242,8 +242,9 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> tuple[Path, P
     loaded = load_checkpoint(checkpoint)
     payload = checkpoint_payload(loaded.config, loaded.model_config, loaded.vocab)
     tensors = {k: v.contiguous() for k, v in loaded.state_dict.items()}
-    with atomic_path(out) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt", "model": MODEL_NAME})
+    # Serialised in memory, then written like every other output: safetensors' save_file would
+    # recreate the temp file and lose the mode atomic_path gives it (0600 instead of the umask's).
+    atomic_write_bytes(out, save(tensors, metadata={"format": "pt", "model": MODEL_NAME}))
     side = sidecar_path(out)
     atomic_write_text(side, json.dumps(payload, indent=1))
     return out, side

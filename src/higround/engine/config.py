@@ -10,7 +10,10 @@ an unknown key or a value of the wrong type raises :class:`~higround.errors.Conf
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -26,6 +29,13 @@ from higround.models.hscnet import HSCNetConfig
 
 # Model dimensions the engine fills from the data: clip feature size and word-vector size.
 AUTO_MODEL_KEYS = ("video_dim", "word_dim")
+# Integers a recipe may hold: what fits a 64-bit int (torch and numpy take no larger).
+INT_RANGE = (-(2**63), 2**63 - 1)
+# Seeds numpy, torch and Lightning's seed_everything all take.
+SEED_RANGE = (0, 2**32 - 1)
+# ``trainer.devices`` as a string, the forms Lightning parses besides "auto" and a count ("2", "-1"):
+# a comma-separated list of device indices ("0,1", "1,").
+_DEVICE_LIST = re.compile(r"(\s*\d+\s*,)+(\s*\d+\s*)?")
 
 
 @dataclass
@@ -93,8 +103,8 @@ class TextConfig:
     paper_word_vectors: str | None = None
 
     def __post_init__(self) -> None:
-        _at_least(self, "text", ("min_count",), 1)
-        _at_least(self, "text", ("max_vocab",), 0)
+        # max_vocab=0 would keep no word: every sentence would read as <unk> only.
+        _at_least(self, "text", ("min_count", "max_vocab"), 1)
 
 
 @dataclass
@@ -152,6 +162,48 @@ class TrainerConfig:
         _at_least(self, "trainer", ("early_stopping_patience",), 0)
         if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
             raise ConfigError(f"config: trainer.gradient_clip_val must be > 0, got {self.gradient_clip_val}")
+        self._check_devices()
+        self._check_precision()
+
+    def _check_devices(self) -> None:
+        """``devices`` as Lightning's Trainer parses it: a count >= 1, -1 (all), ``auto`` or a
+        list of device indices such as ``"0,1"``."""
+        devices = self.devices
+        if isinstance(devices, int):
+            valid = devices >= 1 or devices == -1
+        else:
+            try:
+                count = int(devices)  # "2", "-1"
+            except ValueError:
+                valid = devices == "auto" or _DEVICE_LIST.fullmatch(devices) is not None
+            else:
+                valid = count >= 1 or count == -1
+        if not valid:
+            raise ConfigError(
+                "config: trainer.devices must be a count >= 1, -1 or auto (all visible devices), or a "
+                f"list of device indices such as '0,1'; got {devices!r}"
+            )
+
+    def _check_precision(self) -> None:
+        """``precision`` is ``auto`` or one of the precision values of the installed Lightning."""
+        if self.precision == "auto":
+            return
+        # Imported only here: Lightning adds a second to the import of a config, which `auto` avoids.
+        from lightning.fabric.plugins.precision.precision import (
+            _PRECISION_INPUT_STR,
+            _PRECISION_INPUT_STR_ALIAS,
+        )
+
+        # YAML reads 16 or 32 as a number: the str field holds it as "16", which Lightning accepts.
+        accepted = (
+            "auto",
+            *typing.get_args(_PRECISION_INPUT_STR),
+            *typing.get_args(_PRECISION_INPUT_STR_ALIAS),
+        )
+        if self.precision not in accepted:
+            raise ConfigError(
+                f"config: trainer.precision must be one of {', '.join(accepted)}; got {self.precision!r}"
+            )
 
 
 @dataclass
@@ -222,6 +274,11 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+    def __post_init__(self) -> None:
+        low, high = SEED_RANGE
+        if not low <= self.seed <= high:
+            raise ConfigError(f"config: seed must be an integer in [{low}, 2**32 - 1], got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML/JSON-serialisable dict; :meth:`from_dict` inverts it."""
@@ -365,6 +422,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class _RangeError(ConfigError):
+    """A value of the right type out of range (tried options of a union stop at it)."""
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """``value`` checked against the type hint ``tp``; raises ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
@@ -381,6 +442,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                     continue
                 try:
                     return _coerce(value, option, key)
+                except _RangeError:
+                    raise  # the value has this option's type: its range is what is wrong
                 except ConfigError:
                     continue
     elif origin is dict and isinstance(value, Mapping):
@@ -394,16 +457,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            low, high = INT_RANGE
+            if not low <= value <= high:
+                raise _RangeError(f"config: {key} must be an integer in [-2**63, 2**63 - 1], got {value}")
             return value
     elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        number: float | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = float(value) if abs(value) < 2**1024 else math.inf  # float() would overflow
+        elif isinstance(value, float):
+            number = value
+        elif isinstance(value, str):
             # YAML 1.1 reads "1e-4" (no dot) as a string: accept any float literal.
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            # No setting of a recipe has a meaning for inf or NaN (a learning rate, a loss weight).
+            if not math.isfinite(number):
+                raise _RangeError(f"config: {key} must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -15,8 +15,13 @@ from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config, merge
 from higround.engine.datamodule import GroundingDataModule
 from higround.engine.inference import paragraph_records, predict_loader
+from higround.errors import DataError
 from higround.metrics import PredictionRecord
 from higround.models.hscnet import HSCNet, HSCNetOutput
+
+# ``feature_key`` that asks for the store's layout to be detected, not the checkpoint's template
+# (a template always holds ``{video_id}``, so no template is spelled so).
+DETECT_FEATURE_KEY = "auto"
 
 
 @dataclass
@@ -62,10 +67,13 @@ def open_checkpoint(
     relative one, from an older checkpoint, is read against the current folder). The training run's
     ``data.limit`` is not inherited (evaluation covers the whole split unless ``limit`` is given); the
     vocabulary is the checkpoint's. ``on_bad`` overrides the recipe's bad-record policy (``data.on_bad``).
+    ``feature_key="auto"`` (:data:`DETECT_FEATURE_KEY`) detects the store's layout instead of using
+    the recipe's template, as ``data.feature_key: null`` does in training.
 
     Raises:
         FileNotFoundError: a path taken from the checkpoint's recipe does not exist (the message names
             the checkpoint and the option that overrides it).
+        DataError: the feature store's clips have another size than the model's ``video_dim``.
     """
     loaded = load_checkpoint(path)
     stored = loaded.config.data
@@ -89,7 +97,25 @@ def open_checkpoint(
     }
     data: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     data["limit"] = limit
+    if feature_key == DETECT_FEATURE_KEY:
+        data["feature_key"] = None
     config = Config.from_dict(merge(loaded.config.to_dict(), {"data": data}))
     target = resolve_device(device)
     model = loaded.build_model().to(target)
-    return SplitRun(config, GroundingDataModule(config, vocab=loaded.vocab), model, target)
+    split_data = GroundingDataModule(config, vocab=loaded.vocab)
+    _check_feature_size(split_data, loaded.model_config.video_dim, loaded.path, features is None)
+    return SplitRun(config, split_data, model, target)
+
+
+def _check_feature_size(data: GroundingDataModule, video_dim: int, checkpoint: Path, stored: bool) -> None:
+    """Refuse a store whose clip features differ in size from the model's input, naming both sizes,
+    the store and where its path came from (``stored``: the checkpoint's recipe, else ``--features``)."""
+    store = data.store
+    if store.dim == video_dim:
+        return
+    source = " (data.features of the checkpoint's recipe)" if stored else ""
+    raise DataError(
+        f"{store.name}{source}: clip features have {store.dim} channels but the model of {checkpoint} "
+        f"takes {video_dim} (model.video_dim): give --features a store of the {video_dim}-d features "
+        "it was trained on"
+    )

@@ -11,9 +11,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import StrategyRegistry
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from higround.data.batch import ParagraphBatch
 from higround.engine.checkpoint import (
@@ -122,6 +125,29 @@ def run_dir(config: Config) -> Path:
     return Path(config.output_dir) / config.name
 
 
+def check_trainer_settings(config: Config) -> None:
+    """Refuse a ``trainer.accelerator`` or ``trainer.strategy`` that the installed Lightning does not
+    know, naming the key and the names it knows; cheap, so :func:`fit` calls it before reading data.
+
+    Raises:
+        ConfigError: an unknown accelerator or strategy name.
+    """
+    trainer = config.trainer
+    # The names Lightning's Trainer accepts: its registries plus the aliases it takes itself.
+    accelerators = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if trainer.accelerator not in accelerators:
+        raise ConfigError(
+            f"config: trainer.accelerator={trainer.accelerator} is not an accelerator of Lightning "
+            f"{L.__version__}; known: {', '.join(accelerators)}"
+        )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if trainer.strategy.lower() not in strategies:  # Lightning matches strategy names in lower case
+        raise ConfigError(
+            f"config: trainer.strategy={trainer.strategy} is not a strategy of Lightning {L.__version__}; "
+            f"known: {', '.join(strategies)}"
+        )
+
+
 def build_trainer(config: Config, directory: Path) -> L.Trainer:
     """The Trainer of ``config`` writing into ``directory``.
 
@@ -134,7 +160,12 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
     (Lightning moves them after the others, keeping their order): the best-by-val one comes first,
     so that ``epoch=NNN.ckpt`` and ``last.ckpt`` hold its state *after* the epoch's validation and a
     run resumed from them still knows that epoch's score. A retrained epoch overwrites its file.
+
+    Raises:
+        ConfigError: Lightning refuses the hardware settings (an unknown accelerator or strategy, more
+            devices than the machine has, ...), naming the ``trainer.*`` keys and Lightning's reason.
     """
+    check_trainer_settings(config)
     trainer_config = config.trainer
     has_val = config.data.val_split is not None
     checkpoints = directory / "checkpoints"
@@ -166,6 +197,22 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
         callbacks.append(
             RecipeEarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
         )
+    # Caught: what Lightning raises for settings it cannot honour here, such as a device list for
+    # the CPU (TypeError) or an accelerator or precision whose package is missing (ImportError).
+    try:
+        return _trainer(config, directory, callbacks)
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
+        settings = " ".join(
+            f"trainer.{key}={getattr(trainer_config, key)}"
+            for key in ("accelerator", "devices", "num_nodes", "strategy", "precision")
+        )
+        reason = " ".join(str(err).split())  # one line
+        raise ConfigError(f"config: Lightning cannot set up {settings}: {reason}") from err
+
+
+def _trainer(config: Config, directory: Path, callbacks: list[Callback]) -> L.Trainer:
+    trainer_config = config.trainer
+    has_val = config.data.val_split is not None
     return L.Trainer(
         accelerator=resolve_accelerator(config),
         devices=trainer_config.devices,
@@ -303,6 +350,7 @@ def fit(config: Config) -> TrainResult:
         DataError: bad annotations or features, or a train/val split without a paragraph.
     """
     config = resolve_paths(config)
+    check_trainer_settings(config)  # before the data is read
     directory = run_dir(config)
     _check_run_dir(config, directory)
     L.seed_everything(config.seed, workers=True, verbose=False)

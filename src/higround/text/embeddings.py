@@ -99,7 +99,8 @@ def read_word_vectors(
 
     Raises:
         ConfigError: unknown source or width mismatch.
-        DataError: an unreadable or malformed vector file, or one that covers no vocabulary word.
+        DataError: an unreadable or malformed vector file, one whose vector of a vocabulary word holds
+            NaN or inf (naming the word and its line), or one that covers no vocabulary word.
     """
     name = str(source)
     if name == LEARNED:
@@ -192,7 +193,15 @@ def _read_npy(vocab: Vocabulary, path: Path) -> tuple[np.ndarray, np.ndarray]:
     # Split on "\n" only: str.splitlines would also break words at rare Unicode separators.
     words = [w.removesuffix("\r") for w in text.removesuffix("\n").split("\n")] if text else []
     matrix = _load_matrix(path, len(words), words_file)
-    return _rows_in(vocab, pa.array(words, type=pa.string()), matrix)
+    ids, vectors = _rows_in(vocab, pa.array(words, type=pa.string()), matrix)
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        word = vocab.word(int(ids[bad[0]]))
+        raise DataError(
+            f"word vectors: {path}: the row of word {word!r} (line {words.index(word) + 1} of {words_file}) "
+            "holds a non-finite value (NaN or inf)"
+        )
+    return ids, vectors
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -240,9 +249,15 @@ def _read_glove_text(vocab: Vocabulary, path: Path, dim: int | None) -> tuple[np
                     f"expected {dim} (pass dim= if the width is wrong)"
                 )
             try:
-                rows.append(np.asarray(values, dtype=np.float32))
+                row = np.asarray(values, dtype=np.float32)
             except ValueError as err:
                 raise DataError(f"word vectors: {path}: line {lineno} (word {word!r}): {err}") from err
+            if not np.isfinite(row).all():  # nan, inf, or a value past float32 (1e39)
+                bad = values[int(np.flatnonzero(~np.isfinite(row))[0])]
+                raise DataError(
+                    f"word vectors: {path}: line {lineno} (word {word!r}) holds the non-finite value {bad}"
+                )
+            rows.append(row)
             ids.append(index)
             seen.add(index)
             if len(seen) == wanted:

@@ -92,6 +92,11 @@ class Vocabulary:
         Words seen fewer than ``min_count`` times are dropped; ``max_size`` caps the number of words
         kept besides ``<pad>`` and ``<unk>``. Order is by count (descending), ties alphabetical, so
         the same texts always give the same ids.
+
+        Raises:
+            ConfigError: ``min_count`` or ``max_size`` out of range, or so strict that no word of
+                ``texts`` is kept (every word would read as ``<unk>``). Texts without any word give an
+                empty vocabulary.
         """
         if min_count < 1:
             raise ConfigError(f"vocabulary: min_count must be >= 1, got {min_count}")
@@ -103,7 +108,16 @@ class Vocabulary:
         counts.pop(PAD, None)
         counts.pop(UNK, None)
         ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls(ranked if max_size is None else ranked[:max_size])
+        kept = ranked if max_size is None else ranked[:max_size]
+        if counts and not kept:
+            top, seen = counts.most_common(1)[0]
+            limit = f"min_count={min_count}" if not ranked else f"max_size={max_size}"
+            raise ConfigError(
+                f"vocabulary: {limit} keeps none of the {len(counts)} distinct words of the training "
+                f"text (the most frequent, {top!r}, is seen {seen} times): every word would be {UNK}; "
+                "lower text.min_count or raise text.max_vocab"
+            )
+        return cls(kept)
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         """Ids of ``tokens``; unknown words give :attr:`unk_id`."""

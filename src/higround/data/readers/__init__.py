@@ -24,7 +24,7 @@ from higround.data.readers.charades import parse_charades_sta
 from higround.data.readers.qvhighlights import parse_qvhighlights
 from higround.data.readers.tacos import parse_tacos_frames, parse_tacos_paragraphs
 from higround.data.schema import GroundingDataset
-from higround.errors import ConfigError
+from higround.errors import ConfigError, DataError
 
 __all__ = [
     "DATASETS",
@@ -206,10 +206,16 @@ def load_annotation_file(
 
     The split is read from the file name (``charades_sta_test.txt`` -> ``test``, else the stem);
     Charades-STA's durations csv is ``Charades_v1_{split}.csv`` beside the text file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DataError: ``path`` is a folder, or a bad file or record (see :func:`load_dataset`).
     """
     spec = _spec(name)
     options = _options(on_bad, max_sentences, clamp_tolerance)
     file = Path(path)
+    if file.is_dir():
+        raise DataError(f"annotation file {file} is a folder, not a file")
     if not file.is_file():
         raise FileNotFoundError(f"annotation file not found: {file}")
     return _read(spec, file, spec.split_of(file), options)

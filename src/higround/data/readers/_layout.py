@@ -101,14 +101,14 @@ def file_layout(path: Path) -> str | None:
         return None
     try:
         return json_layout(json.loads(text))
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or an integer longer than Python converts
         pass
     first = next((line for line in text.splitlines() if line.strip()), "")
     if CHARADES_LINE.match(first):
         return "charades_sta"
     try:
         value = json.loads(first)
-    except json.JSONDecodeError:
+    except ValueError:
         return None
     return (
         "qvhighlights" if isinstance(value, dict) and _json_record_layout(value) == "qvhighlights" else None

@@ -26,7 +26,7 @@ def _first_record_fits(path: Path) -> bool:
         with path.open(encoding="utf-8") as f:
             first = next((line for line in f if line.strip()), "")
         record = json.loads(first)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or an integer longer than Python converts
         return False
     return isinstance(record, dict) and ("qid" in record or "vid" in record)
 

@@ -1,0 +1,43 @@
+"""benchmarks/demo_seeds.py: the demo's rows summarised over seeds as documented (mean ± sample
+std in percent, per-seed mIoU), and --reuse reads a seed's metrics.json instead of training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_seeds.py"
+
+
+@pytest.fixture(scope="module")
+def demo_seeds() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("demo_seeds_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(miou: float, r3: float) -> dict[str, object]:
+    row = {"R1@0.3": r3, "R1@0.5": 0.5, "R1@0.7": 0.25, "mIoU": miou}
+    return {"rows": [{"name": "HSCNet final", "metrics": row}], "seconds": {"train": 12.0}}
+
+
+def test_reused_seeds_are_summarised_as_mean_and_sample_std(
+    demo_seeds: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for seed, (miou, r3) in {0: (0.40, 0.6), 1: (0.50, 0.7), 2: (0.60, 0.8)}.items():
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "metrics.json").write_text(json.dumps(_metrics(miou, r3)))
+    assert demo_seeds.main(["--seeds", "0", "1", "2", "--out", str(tmp_path), "--reuse"]) == 0
+    out = capsys.readouterr().out
+    # mean 50 %, sample std of (40, 50, 60) = 10; R1@0.3 mean 70, std 10; constant columns std 0.
+    assert "| HSCNet final | 70.00 ± 10.00 | 50.00 ± 0.00 | 25.00 ± 0.00 | 50.00 ± 10.00 |" in out
+    assert "| 40.00 | 50.00 | 60.00 |" in out
+    assert "seeds 0 1 2;" in out and "training seconds per seed: 12, 12, 12" in out
