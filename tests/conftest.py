@@ -4,15 +4,24 @@ the TACoS release layout for them, and a model small enough to train in a second
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from higround.data.features import write_hdf5_store
+from higround.data.readers import OnBad, load_annotation_file
+from higround.data.schema import GroundingDataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The tests' models are tiny: one intra-op thread runs them about as fast as several, and it keeps
+# the suite from slowing ten-fold when another process holds a core (OpenMP threads then wait on
+# each other at every small op: a 6-epoch tiny fit took 41 s instead of 3 s on a loaded 2-core box).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +30,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real benchmark files not found at {SHARED_DATA} (../shared/data beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def read_once() -> Callable[[str, Path, OnBad], GroundingDataset]:
+    """``load_annotation_file(reader, path, on_bad=on_bad)``, parsed once per session for tests that
+    only read the result of a real file (ActivityNet's train.json takes ~0.7 s to parse)."""
+    cache: dict[tuple[str, Path, OnBad], GroundingDataset] = {}
+
+    def read(reader: str, path: Path, on_bad: OnBad) -> GroundingDataset:
+        key = (reader, path, on_bad)
+        if key not in cache:
+            cache[key] = load_annotation_file(reader, path, on_bad=on_bad)
+        return cache[key]
+
+    return read
 
 
 @pytest.fixture(scope="session")

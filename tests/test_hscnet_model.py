@@ -324,7 +324,7 @@ def _real_paragraphs(path: Path, count: int, clips: int, video_dim: int) -> tupl
 
 @pytest.mark.slow
 def test_overfits_eight_real_activitynet_paragraphs(shared_data: Path) -> None:
-    """8 val_2 paragraphs with random clip features: the final spans reach mIoU > 0.9 (~25 s on 2 cores)."""
+    """8 val_2 paragraphs with random clip features: the final spans reach mIoU > 0.9 (~12 s on a core)."""
     torch.manual_seed(0)
     batch, vocab_size = _real_paragraphs(shared_data / "activitynet_captions" / "val_2.json", 8, 64, 16)
     config = HSCNetConfig(
@@ -332,14 +332,15 @@ def test_overfits_eight_real_activitynet_paragraphs(shared_data: Path) -> None:
     )
     model = HSCNet(config, torch.randn(vocab_size, 32))
     loss = HSCNetLoss(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # lr 3e-3 gets there in 120-135 steps over seeds 0-3 (lr 1e-3 took 225): the 400 cap is slack.
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     miou = 0.0
     for step in range(1, 401):
         model.train()
         optimizer.zero_grad()
         loss(model(batch), batch)["total"].backward()
         optimizer.step()
-        if step % 25 == 0:
+        if step % 5 == 0:
             model.eval()
             with torch.no_grad():
                 intersection, union, _ = span_iou_terms(model(batch).spans, batch.spans)

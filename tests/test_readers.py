@@ -437,7 +437,13 @@ WRONG_READER = [
 @pytest.mark.parametrize(("file", "reader", "looks_like", "wording"), WRONG_READER, ids=lambda x: str(x))
 @pytest.mark.parametrize("on_bad", ["error", "skip"])
 def test_wrong_reader_names_the_file_and_the_right_reader(
-    shared_data: Path, file: str, reader: str, looks_like: str | None, wording: str, on_bad: Any
+    shared_data: Path,
+    read_once: Callable[[str, Path, Any], GroundingDataset],
+    file: str,
+    reader: str,
+    looks_like: str | None,
+    wording: str,
+    on_bad: Any,
 ) -> None:
     path = shared_data / file
     with pytest.raises(DataError) as err:
@@ -449,8 +455,8 @@ def test_wrong_reader_names_the_file_and_the_right_reader(
     else:
         assert isinstance(err.value, LayoutError) and err.value.fix.value == looks_like
         assert f"use the {looks_like!r} reader" in message
-        # Following the advice reads the file.
-        assert load_annotation_file(looks_like, path, on_bad="skip").videos
+        # Following the advice reads the file (the same read for either on_bad of the wrong one).
+        assert read_once(looks_like, path, "skip").videos
 
 
 def test_same_layout_readers_read_each_other(shared_data: Path) -> None:

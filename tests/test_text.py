@@ -59,7 +59,12 @@ def test_vocab_min_count_max_size() -> None:
     texts = ["the cat sat", "The dog sat.", "a dog, the end"]
     assert Vocabulary.build(texts, min_count=2).words[2:] == ["the", "dog", "sat"]
     assert Vocabulary.build(texts, max_size=2).words[2:] == ["the", "dog"]
-    assert Vocabulary.build(texts, max_size=0).words == ["<pad>", "<unk>"]
+    # A cap that keeps no word is an error naming it (every word would be <unk>); no text, no words.
+    with pytest.raises(ConfigError, match=r"^vocabulary: max_size=0 keeps none of the 6 distinct words"):
+        Vocabulary.build(texts, max_size=0)
+    with pytest.raises(ConfigError, match=r"^vocabulary: min_count=4 keeps none"):
+        Vocabulary.build(texts, min_count=4)
+    assert Vocabulary.build([], max_size=0).words == ["<pad>", "<unk>"]
     with pytest.raises(ConfigError):
         Vocabulary.build(texts, min_count=0)
 
