@@ -3,9 +3,12 @@ the TACoS release layout for them, and a model small enough to train in a second
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -73,3 +76,29 @@ def tiny_model() -> list[str]:
         "model.paragraph_layers=1",
         "model.num_clips=16",
     ]
+
+
+@pytest.fixture(scope="session")
+def corrupted_tacos(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A folder holding a copy of the real TACoS ``paragraphs_test.json`` whose first paragraph's
+    sentence 1 is reversed (one bad record: ``s30-d40.avi#1``)."""
+    root = tmp_path_factory.mktemp("corrupted_tacos")
+    records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
+    records[0]["timestamps"][1] = records[0]["timestamps"][1][::-1]
+    (root / "paragraphs_test.json").write_text(json.dumps(records))
+    return root
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Loads ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
+    return _load_script
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,9 +3,7 @@ tables aggregate runs as documented (the runs themselves are the benchmark, not 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -13,17 +11,10 @@ import pytest
 from higround.demo import DEFAULT_CONFIG
 from higround.engine.config import load_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
-
 
 @pytest.fixture(scope="module")
-def ablation() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def ablation(load_script: Callable[[str], ModuleType]) -> ModuleType:
+    return load_script("ablation")
 
 
 def test_variants_are_valid_and_switch_what_they_say(ablation: ModuleType) -> None:

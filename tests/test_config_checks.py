@@ -103,24 +103,14 @@ def test_exported_weights_get_the_umask_mode_and_load_unchanged(
 # --- what predict and evaluate --checkpoint report ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corrupted(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """A copy of the real ``paragraphs_test.json`` whose first paragraph's sentence 1 is reversed."""
-    root = tmp_path_factory.mktemp("corrupted")
-    records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
-    records[0]["timestamps"][1] = records[0]["timestamps"][1][::-1]
-    (root / "paragraphs_test.json").write_text(json.dumps(records))
-    return root
-
-
 def test_predict_on_bad_skip_prints_the_readers_note(
-    checkpoints: dict[str, Path], corrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    checkpoints: dict[str, Path], corrupted_tacos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "preds.json"
-    argv = _checkpoint_argv("predict", checkpoints["own"], "--annotations-root", str(corrupted))
+    argv = _checkpoint_argv("predict", checkpoints["own"], "--annotations-root", str(corrupted_tacos))
     rc, printed, _ = _run(capsys, [*argv, "--out", str(out), "--on-bad", "skip"])
     assert rc == 0
-    summary = load_dataset("tacos_paragraphs", corrupted, "test", on_bad="skip").report.summary()
+    summary = load_dataset("tacos_paragraphs", corrupted_tacos, "test", on_bad="skip").report.summary()
     assert "skipped 1 bad record(s): s30-d40.avi#1" in summary
     lines = printed.splitlines()
     assert f"note: {summary}" in lines

@@ -3,25 +3,17 @@ std in percent, per-seed mIoU), and --reuse reads a seed's metrics.json instead 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_seeds.py"
-
 
 @pytest.fixture(scope="module")
-def demo_seeds() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("demo_seeds_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def demo_seeds(load_script: Callable[[str], ModuleType]) -> ModuleType:
+    return load_script("demo_seeds")
 
 
 def _metrics(miou: float, r3: float) -> dict[str, object]:

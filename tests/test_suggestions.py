@@ -195,16 +195,6 @@ def test_evaluate_skip_still_refuses_really_unknown_keys(
 # --- train, predict and evaluate --checkpoint on a corrupted copy of the real TACoS paragraphs ---------
 
 
-@pytest.fixture(scope="module")
-def corrupted(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """A copy of the real ``paragraphs_test.json`` whose first paragraph's sentence 1 is reversed."""
-    root = tmp_path_factory.mktemp("corrupted")
-    records = json.loads((shared_data / "tacos" / "paragraphs_test.json").read_text())
-    records[0]["timestamps"][1] = records[0]["timestamps"][1][::-1]
-    (root / "paragraphs_test.json").write_text(json.dumps(records))
-    return root
-
-
 def _train_argv(root: Path, features: Path, tiny_model: list[str], out: Path) -> list[str]:
     return [
         "train",
@@ -227,14 +217,17 @@ def _train_argv(root: Path, features: Path, tiny_model: list[str], out: Path) ->
 
 @pytest.fixture(scope="module")
 def checkpoint(
-    tmp_path_factory: pytest.TempPathFactory, corrupted: Path, tacos_features: Path, tiny_model: list[str]
+    tmp_path_factory: pytest.TempPathFactory,
+    corrupted_tacos: Path,
+    tacos_features: Path,
+    tiny_model: list[str],
 ) -> tuple[Path, str]:
     """``higround train`` on the corrupted copy: fails with its suggestion, then runs with it.
 
     Returns the best checkpoint and the first run's error.
     """
     out = tmp_path_factory.mktemp("runs")
-    argv = _train_argv(corrupted, tacos_features, tiny_model, out)
+    argv = _train_argv(corrupted_tacos, tacos_features, tiny_model, out)
     err = io.StringIO()  # capsys is function-scoped: capture by hand
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         assert main(argv) == 2
@@ -256,14 +249,14 @@ def test_train_fix_is_an_override_and_trains(checkpoint: tuple[Path, str]) -> No
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_checkpoint_commands_take_on_bad(
     checkpoint: tuple[Path, str],
-    corrupted: Path,
+    corrupted_tacos: Path,
     tacos_features: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     command: str,
 ) -> None:
     best, _ = checkpoint
-    argv = [command, "--checkpoint", str(best), "--split", "test", "--annotations-root", str(corrupted)]
+    argv = [command, "--checkpoint", str(best), "--split", "test", "--annotations-root", str(corrupted_tacos)]
     argv += ["--features", str(tacos_features), "--limit", "4", "--device", "cpu"]
     if command == "predict":
         argv += ["--out", str(tmp_path / "preds.json")]
