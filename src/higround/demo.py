@@ -1,14 +1,15 @@
 """``higround demo``: learn grounding on the procedural benchmark, next to the prior floor, on a CPU.
 
 :func:`run_demo` writes the procedural set (:mod:`higround.data.synthetic`; kept when its manifest
-matches), trains HSCNet with the ordinary engine on ``configs/hscnet/synthetic.yaml``, predicts the
-test split, scores the final, sentence-level and paragraph-level spans and the two text-blind
-priors (:mod:`higround.baselines.prior`) with the one evaluator, and draws a timeline of a few test
+matches), trains the recipe's model family (HSCNet by default, ``configs/hscnet/synthetic.yaml``)
+with the ordinary engine, predicts the test split, scores the final spans, the sentence- and
+paragraph-level ones where the family has those levels, and the two text-blind priors
+(:mod:`higround.baselines.prior`) with the one evaluator, and draws a timeline of a few test
 paragraphs. Everything lands under one folder::
 
     out/data/            train/val/test.json, features.h5, synthetic.json
     out/train/           the training run (config.yaml, checkpoints/, csv/, model.safetensors)
-    out/predictions/     hscnet_test.json, prior_position-and-count_test.json, prior_position_test.json
+    out/predictions/     <family>_test.json, prior_position-and-count_test.json, prior_position_test.json
     out/metrics.json     every row of the table (fractions), the commands' settings, timings
     out/table.md         the table as printed
     out/timeline.png     ground truth, final, sentence- and word-level spans per sentence
@@ -93,7 +94,7 @@ class DemoResult:
         rows: the table's rows, in print order.
         table: the table as printed.
         metrics_json, table_md, picture: written files.
-        predictions: predictions file per row source (``hscnet`` and each prior).
+        predictions: predictions file per row source (the family's name, e.g. ``hscnet``, and each prior).
         seconds: wall time per stage (``data``, ``train``, ``evaluate``, ``total``).
     """
 
@@ -195,12 +196,14 @@ def predict_levels(
     checkpoint: str | Path, split: str
 ) -> tuple[list[PredictionRecord], list[PredictionRecord], GroundingDataset]:
     """A checkpoint's records on ``split`` (its recipe's data, on the CPU): the final spans, the
-    sentence decoder's spans in their place, and the split's annotations as the model read them."""
+    sentence-level spans in their place (empty when the model has no such level), and the split's
+    annotations as the model read them."""
     from higround.engine.evaluation import open_checkpoint
 
     run = open_checkpoint(checkpoint, device="cpu")
     final = run.records(split)
-    sentence_level = [replace(r, spans=(cast(Span, r.sentence_span),)) for r in final]  # always filled
+    has_level = bool(final) and final[0].sentence_span is not None
+    sentence_level = [replace(r, spans=(cast(Span, r.sentence_span),)) for r in final] if has_level else []
     return final, sentence_level, run.data.annotations(split)
 
 
@@ -228,8 +231,11 @@ def _timeline_panels(
             rows += [
                 TimelineRow(f"S{i} gt", [sentence.span], "gt", sentence.text),
                 TimelineRow(f"S{i} final", [record.spans[0]], "final"),
-                TimelineRow(f"S{i} sentence", [sentence_by_key[sentence.key].spans[0]], "sentence"),
             ]
+            if sentence.key in sentence_by_key:
+                rows.append(
+                    TimelineRow(f"S{i} sentence", [sentence_by_key[sentence.key].spans[0]], "sentence")
+                )
             words = tokenize(sentence.text)
             if record.word_spans is not None and len(record.word_spans) == len(words):
                 rows += [
@@ -316,9 +322,10 @@ def run_demo(
     train = GroundingDataModule(config).annotations(config.data.train_split)
 
     predictions_dir = out / "predictions"
-    predictions = {"hscnet": predictions_dir / f"hscnet_{split}.json"}
-    meta = {"checkpoint": str(result.best_checkpoint), "model": "hscnet", "features": str(data.features)}
-    write_predictions(predictions["hscnet"], final, dataset=DATASET, split=test.split, meta=meta)
+    family = config.family
+    predictions = {family.name: predictions_dir / f"{family.name}_{split}.json"}
+    meta = {"checkpoint": str(result.best_checkpoint), "model": family.name, "features": str(data.features)}
+    write_predictions(predictions[family.name], final, dataset=DATASET, split=test.split, meta=meta)
     rows_out: list[MetricsRow] = []
     fitted = PositionPrior.fit(train)  # fits both tables; keyed_by only picks one when predicting
     variants: tuple[tuple[KeyedBy, str], ...] = (
@@ -332,14 +339,15 @@ def run_demo(
         write_predictions(path, records, dataset=DATASET, split=test.split, meta=prior.describe())
         predictions[f"prior {keyed_by}"] = path
         rows_out.append(MetricsRow(label, evaluate(records, test, thresholds)))
-    rows_out += [
-        MetricsRow("HSCNet final", evaluate(final, test, thresholds)),
-        MetricsRow("HSCNet sentence-level", evaluate(sentence_level, test, thresholds)),
-    ]
+    rows_out.append(MetricsRow(f"{family.title} final", evaluate(final, test, thresholds)))
+    if sentence_level:
+        rows_out.append(
+            MetricsRow(f"{family.title} sentence-level", evaluate(sentence_level, test, thresholds))
+        )
     if final and final[0].paragraph_span is not None:
         rows_out.append(
             MetricsRow(
-                "HSCNet paragraph-level*",
+                f"{family.title} paragraph-level*",
                 _paragraph_extent_metrics(final, test, thresholds),
                 target="paragraph extent",
             )

@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
         "demo",
         help="learn grounding on procedural data on a CPU (~5 min) and compare with the prior",
         description=(
-            "Generate the procedural benchmark, train HSCNet on it, evaluate the test split next to "
+            "Generate the procedural benchmark, train a model on it (HSCNet by default; --config "
+            "picks the recipe and with it the model family), evaluate the test split next to "
             "the text-blind priors, and draw a timeline of a few paragraphs."
         ),
     )

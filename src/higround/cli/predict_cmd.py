@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     records = split_run.records(args.split)
     data = split_run.config.data
     split = split_run.data.annotations(args.split).split  # the file's split ("val_2" for "test")
-    meta = {"checkpoint": str(args.checkpoint), "model": "hscnet", "features": data.features}
+    family = split_run.config.family.name
+    meta = {"checkpoint": str(args.checkpoint), "model": family, "features": data.features}
     write_predictions(args.out, records, dataset=data.dataset, split=split, meta=meta)
     paragraphs = len({(r.video_id, r.paragraph_index) for r in records})
     report = split_run.data.annotations(args.split).report

@@ -36,7 +36,7 @@ from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config
 from higround.engine.inference import paragraph_records
 from higround.errors import DataError
-from higround.models.hscnet import HSCNet
+from higround.models.family import FamilyConfig
 from higround.text.sentences import split_sentences
 from higround.text.tokenizer import tokenize
 from higround.text.vocab import UnknownWordsWarning, Vocabulary
@@ -55,8 +55,9 @@ class GroundingResult:
     """The groundings of one paragraph, in seconds.
 
     Attributes:
-        spans: the final (start, end) of every sentence, in order (the model's answer).
-        sentence_spans: the sentence decoder's spans (before the final grounding head).
+        spans: the final (start, end) of every sentence, in order (the model's answer: its best span).
+        sentence_spans: the sentence-level spans (HSCNet: the sentence decoder's, before the final
+            grounding head; ``None`` when the model has no such level).
         paragraph_span: the paragraph decoder's span (``None`` when the model has no such level).
         word_spans: per sentence, the span of each of its word tokens (``None`` without word decoder).
         words: per sentence, its word tokens (as the model read them).
@@ -65,7 +66,7 @@ class GroundingResult:
     """
 
     spans: list[Span]
-    sentence_spans: list[Span]
+    sentence_spans: list[Span] | None
     paragraph_span: Span | None
     word_spans: list[list[Span]] | None
     words: list[list[str]]
@@ -76,10 +77,16 @@ class GroundingResult:
 class Grounder:
     """A trained model with its vocabulary and feature settings, ready to ground paragraphs."""
 
-    def __init__(self, model: HSCNet, vocab: Vocabulary, config: Config, device: str | torch.device = "cpu"):
-        """Wrap ``model`` (moved to ``device``, eval mode) trained with ``vocab`` and ``config``."""
+    def __init__(
+        self, model: torch.nn.Module, vocab: Vocabulary, config: Config, device: str | torch.device = "cpu"
+    ):
+        """Wrap ``model`` (moved to ``device``, eval mode) of the family ``config`` names, trained with
+        ``vocab`` and ``config``."""
         self.device = torch.device(device)
+        self.family = config.family
+        self.family.check_task("grounding")
         self.model = model.to(self.device).eval()
+        self.model_config = cast(FamilyConfig, self.model.config)  # the contract: a model keeps its config
         self.vocab = vocab
         self.config = config
         self.source = "model"  # named in error messages; the file for a loaded checkpoint
@@ -100,12 +107,12 @@ class Grounder:
     @property
     def num_clips(self) -> int:
         """``N^V``: clips the features are resampled to."""
-        return self.model.config.num_clips
+        return int(self.model_config.num_clips)
 
     @property
     def video_dim(self) -> int:
         """The clip feature size the model expects."""
-        return self.model.config.video_dim
+        return int(self.model_config.video_dim)
 
     def ground(
         self, features: np.ndarray, sentences: str | Sequence[str], duration: float
@@ -156,11 +163,13 @@ class Grounder:
             )
         batch = collate_paragraphs([item]).to(self.device)
         with torch.inference_mode():
-            output = self.model(batch)
+            output = self.family.predictions(self.model(batch), batch)
         records = paragraph_records(output, batch, [paragraph])
         return GroundingResult(
             spans=[r.spans[0] for r in records],
-            sentence_spans=cast(list[Span], [r.sentence_span for r in records]),  # always filled
+            sentence_spans=None
+            if records[0].sentence_span is None
+            else cast(list[Span], [r.sentence_span for r in records]),
             paragraph_span=records[0].paragraph_span,
             word_spans=None if records[0].word_spans is None else [list(r.word_spans or ()) for r in records],
             words=words,

@@ -1,10 +1,13 @@
 """Self-contained checkpoints: weights + config + vocabulary (+ word vectors, inside the weights).
 
 A training checkpoint is a Lightning ``.ckpt`` (a ``torch.save`` dict) holding the usual Lightning
-entries (``state_dict`` with keys ``model.<HSCNet key>``, optimiser and loop states for resuming)
-plus one entry ``"higround"``: ``{"format_version", "model", "config", "vocab"}`` in plain
-JSON-compatible types. The embedding matrix (the initial word vectors) is a weight of the model, so
-a checkpoint loads with nothing else: no feature file, no GloVe file, no annotation file.
+entries (``state_dict`` with keys ``model.<the model's key>``, optimiser and loop states for
+resuming) plus one entry ``"higround"``: ``{"format_version", "model", "config", "vocab"}`` in plain
+JSON-compatible types. ``"model"`` is the model family's name (:mod:`higround.models.registry`) and
+``config["model"]`` its config with ``"family"`` first; a checkpoint whose ``config["model"]`` has no
+``"family"`` (written before families, always HSCNet's) is read as the family ``"model"`` names.
+The embedding matrix (the initial word vectors) is a weight of the model, so a checkpoint loads
+with nothing else: no feature file, no GloVe file, no annotation file.
 
 :func:`export_safetensors` writes the weights alone as ``.safetensors`` with a JSON sidecar holding
 the same ``"higround"`` entry; :func:`load_checkpoint` reads either form. Every write is atomic
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +35,12 @@ from torch import Tensor
 from higround.engine.config import Config
 from higround.errors import ConfigError
 from higround.io import atomic_path, atomic_write_bytes, atomic_write_text
-from higround.models.hscnet import HSCNet, HSCNetConfig
+from higround.models.family import EMBEDDING_KEY, FamilyConfig, ModelFamily
+from higround.models.registry import FAMILIES, family_names
 from higround.text.vocab import Vocabulary
 
 CHECKPOINT_KEY = "higround"
 FORMAT_VERSION = 1
-MODEL_NAME = "hscnet"
 # Prefix of the model's weights in a Lightning state dict (the LightningModule's attribute name).
 STATE_PREFIX = "model."
 # How torch's safe loader names a class it refuses to unpickle.
@@ -50,26 +54,31 @@ class LoadedCheckpoint:
     Attributes:
         path: the file read.
         config: the training recipe (model dimensions filled in).
-        model_config: the model's hyper-parameters.
+        model_config: the model's hyper-parameters (its family's config class).
         vocab: the vocabulary the model was trained with.
-        state_dict: the model's weights (HSCNet keys, no ``model.`` prefix), word vectors included.
+        state_dict: the model's weights (no ``model.`` prefix), word vectors included.
         epoch: the epoch the checkpoint was written after (``None`` for exported weights).
     """
 
     path: Path
     config: Config
-    model_config: HSCNetConfig
+    model_config: FamilyConfig
     vocab: Vocabulary
     state_dict: dict[str, Tensor]
     epoch: int | None = None
 
-    def build_model(self) -> HSCNet:
+    @property
+    def family(self) -> ModelFamily[Any, Any]:
+        """The model family of the checkpoint."""
+        return self.config.family
+
+    def build_model(self) -> torch.nn.Module:
         """The model with these weights, in eval mode, on CPU."""
-        vectors = self.state_dict.get("embedding.weight")
+        vectors = self.state_dict.get(EMBEDDING_KEY)
         if vectors is None:
-            raise ConfigError(f"{self.path}: checkpoint weights have no embedding.weight")
+            raise ConfigError(f"{self.path}: checkpoint weights have no {EMBEDDING_KEY}")
         try:
-            model = HSCNet(self.model_config, vectors)
+            model = self.family.build_model(self.model_config, vectors)
             model.load_state_dict(self.state_dict, strict=True)
         except (RuntimeError, ValueError) as err:
             # One line: torch lists every mismatched key on lines of its own.
@@ -78,22 +87,21 @@ class LoadedCheckpoint:
         return model.eval()
 
 
-def checkpoint_payload(config: Config, model_config: HSCNetConfig, vocab: Vocabulary) -> dict[str, Any]:
-    """The ``"higround"`` entry of a checkpoint: format version, model name, config and vocabulary.
+def checkpoint_payload(config: Config, model_config: FamilyConfig, vocab: Vocabulary) -> dict[str, Any]:
+    """The ``"higround"`` entry of a checkpoint: format version, model family, config and vocabulary.
 
     The stored config has the model dimensions filled in, so it rebuilds the model without data.
     """
-    full = config.to_dict()
-    full["model"] = model_config.to_dict()
+    full = config.with_model(model_config)
     return {
         "format_version": FORMAT_VERSION,
-        "model": MODEL_NAME,
-        "config": full,
+        "model": full.family.name,
+        "config": full.to_dict(),
         "vocab": vocab.to_dict(),
     }
 
 
-def _parse_payload(payload: Any, path: Path) -> tuple[Config, HSCNetConfig, Vocabulary]:
+def _parse_payload(payload: Any, path: Path) -> tuple[Config, FamilyConfig, Vocabulary]:
     """The config, model config and vocabulary of a ``"higround"`` entry read from ``path``.
 
     Raises:
@@ -105,17 +113,31 @@ def _parse_payload(payload: Any, path: Path) -> tuple[Config, HSCNetConfig, Voca
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise ConfigError(f"{path}: checkpoint format {version!r}, this version reads {FORMAT_VERSION}")
-    if payload.get("model") != MODEL_NAME:
-        raise ConfigError(f"{path}: checkpoint of model {payload.get('model')!r}, expected {MODEL_NAME!r}")
+    name = payload.get("model")
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise ConfigError(
+            f"{path}: checkpoint of model {name!r}, which this version does not know "
+            f"(model families: {', '.join(family_names())})"
+        )
     missing = [key for key in ("config", "vocab") if not isinstance(payload.get(key), Mapping)]
     if missing:
         raise ConfigError(f"{path}: malformed checkpoint: no {' or '.join(map(repr, missing))} mapping")
+    stored = payload["config"]
+    model = stored.get("model")
+    if isinstance(model, Mapping) and "family" not in model:
+        # Written before families: the payload's "model" names the family.
+        stored = {**stored, "model": {"family": name, **model}}
     try:
-        config = Config.from_dict(payload["config"])
+        config = Config.from_dict(stored)
         model_config = config.model_config()
         vocab = Vocabulary.from_dict(payload["vocab"])
     except (ValueError, TypeError, KeyError, AttributeError) as err:  # ConfigError is a ValueError
         raise ConfigError(f"{path}: malformed checkpoint: {err}") from err
+    if config.family.name != name:
+        raise ConfigError(
+            f"{path}: malformed checkpoint: model {name!r} but its config's model.family is "
+            f"{config.family.name!r}"
+        )
     return config, model_config, vocab
 
 
@@ -226,10 +248,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
-def save_checkpoint(path: str | Path, model: HSCNet, config: Config, vocab: Vocabulary) -> None:
-    """Write a model (without training state) in the training-checkpoint layout, atomically."""
+def save_checkpoint(path: str | Path, model: torch.nn.Module, config: Config, vocab: Vocabulary) -> None:
+    """Write a model of ``config``'s family (without training state) in the training-checkpoint
+    layout, atomically; the model's hyper-parameters are its ``.config``."""
     state = {STATE_PREFIX + k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = checkpoint_payload(config, model.config, vocab)
+    payload = checkpoint_payload(config, typing.cast(FamilyConfig, model.config), vocab)
     atomic_torch_save({"state_dict": state, CHECKPOINT_KEY: payload}, path)
 
 
@@ -244,7 +267,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> tuple[Path, P
     tensors = {k: v.contiguous() for k, v in loaded.state_dict.items()}
     # Serialised in memory, then written like every other output: safetensors' save_file would
     # recreate the temp file and lose the mode atomic_path gives it (0600 instead of the umask's).
-    atomic_write_bytes(out, save(tensors, metadata={"format": "pt", "model": MODEL_NAME}))
+    atomic_write_bytes(out, save(tensors, metadata={"format": "pt", "model": loaded.family.name}))
     side = sidecar_path(out)
     atomic_write_text(side, json.dumps(payload, indent=1))
     return out, side

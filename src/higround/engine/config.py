@@ -2,10 +2,12 @@
 
 A config file is a YAML mapping with the sections of :class:`Config`. A top-level ``base:`` entry
 (a path relative to the file, or a list of them) names files merged underneath it, so a dataset
-recipe only states what differs from ``configs/hscnet/base.yaml``. Overrides use dotted keys
+recipe only states what differs from its family's ``configs/<family>/base.yaml``. Overrides use dotted keys
 (``data.features=/x.hdf5 trainer.devices=2 model.loss_weights.grounding_l1=2``); their values are
 parsed as YAML (``null``, numbers, ``[0.3, 0.5]``). Every key is checked against the typed schema:
 an unknown key or a value of the wrong type raises :class:`~higround.errors.ConfigError` naming it.
+The ``model`` section is checked against the config class of the family it names
+(``model.family``, default ``hscnet``; :mod:`higround.models.registry`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ import yaml
 
 from higround.errors import ConfigError
 from higround.io import atomic_write_text
-from higround.models.hscnet import HSCNetConfig
+from higround.models.family import FamilyConfig, ModelFamily
+from higround.models.registry import DEFAULT_FAMILY, get_family
 
 # Model dimensions the engine fills from the data: clip feature size and word-vector size.
 AUTO_MODEL_KEYS = ("video_dim", "word_dim")
@@ -258,8 +261,9 @@ class Config:
         notes: remarks stored with the run; training adds one for every departure from the paper's
             setting it detects (``text.paper_word_vectors``).
         data, text, optim, trainer, eval, features: the sections above.
-        model: :class:`~higround.models.hscnet.HSCNetConfig` fields; ``video_dim`` and ``word_dim``
-            may be null (taken from the features and word vectors).
+        model: ``family`` (a name of :data:`higround.models.registry.FAMILIES`, default ``hscnet``)
+            and the fields of that family's config class (e.g. :class:`~higround.models.hscnet.HSCNetConfig`);
+            ``video_dim`` and ``word_dim`` may be null (taken from the features and word vectors).
     """
 
     name: str = "hscnet"
@@ -293,8 +297,18 @@ class Config:
         """
         return typing.cast(Config, _build(cls, data, ""))
 
-    def model_config(self, video_dim: int | None = None, word_dim: int | None = None) -> HSCNetConfig:
-        """The :class:`HSCNetConfig` of this recipe, with null dimensions filled from the data.
+    @property
+    def family(self) -> ModelFamily[Any, Any]:
+        """The model family the ``model`` section names."""
+        return get_family(self.model.get("family", DEFAULT_FAMILY))
+
+    def with_model(self, model_config: FamilyConfig) -> Config:
+        """This recipe with ``model`` set to ``model_config`` (dimensions filled in), family kept."""
+        return replace(self, model={"family": self.family.name, **model_config.to_dict()})
+
+    def model_config(self, video_dim: int | None = None, word_dim: int | None = None) -> Any:
+        """The family's config of this recipe (e.g. :class:`~higround.models.hscnet.HSCNetConfig`),
+        with null dimensions filled from the data.
 
         Raises:
             ConfigError: a dimension is still unknown, or the recipe fixes one that differs from the data.
@@ -312,7 +326,7 @@ class Config:
                 if found is None:
                     raise ConfigError(f"config: model.{key} is unknown; set it or give the data")
                 values[key] = found
-        return HSCNetConfig.from_dict(values)
+        return self.family.config(values)
 
 
 # Keys a resumed run may set to other values than its checkpoint's recipe: where the files are, the
@@ -404,9 +418,9 @@ def _yaml_value(value: Any) -> str:
     return text.removesuffix("\n...").strip()
 
 
-def default_model_section() -> dict[str, Any]:
-    """HSCNetConfig defaults, with the data-given dimensions left null."""
-    values = HSCNetConfig().to_dict()
+def default_model_section(family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """``family`` and its config's defaults, with the data-given dimensions left null."""
+    values = {"family": family, **get_family(family).defaults()}
     values.update(dict.fromkeys(AUTO_MODEL_KEYS))
     return values
 
@@ -492,25 +506,30 @@ def _unknown(key: str, known: Sequence[str]) -> ConfigError:
     return ConfigError(f"config: unknown key '{key}'{hint}")
 
 
-def _model_hints() -> dict[str, Any]:
-    hints = typing.get_type_hints(HSCNetConfig)
+def _model_hints(family: ModelFamily[Any, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(family.config_class)
     for key in AUTO_MODEL_KEYS:
         hints[key] = int | None
+    hints["family"] = str
     return hints
 
 
 def _model_section(data: Any, key: str) -> dict[str, Any]:
-    """The ``model`` section: HSCNetConfig fields typed, null dimensions allowed, ranges checked."""
+    """The ``model`` section: its family's config fields typed, null dimensions allowed, ranges checked."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: {key} must be a mapping, got {data!r}")
-    hints = _model_hints()
-    values = default_model_section()
+    name = data.get("family", DEFAULT_FAMILY)
+    family = get_family(name, f"config: {key}.family") if isinstance(name, str) else None
+    if family is None:
+        raise ConfigError(f"config: {key}.family must be the name of a model family, got {name!r}")
+    hints = _model_hints(family)
+    values = default_model_section(family.name)
     for name, value in data.items():
         if name not in hints:
             raise _unknown(f"{key}.{name}", sorted(hints))
         values[name] = _coerce(value, hints[name], f"{key}.{name}")
-    # Range checks of HSCNetConfig itself, with placeholder dimensions where the data will decide.
-    HSCNetConfig.from_dict({**values, **{k: values[k] or 1 for k in AUTO_MODEL_KEYS}})
+    # Range checks of the family's config itself, with placeholder dimensions where the data will decide.
+    family.config({**values, **{k: values[k] or 1 for k in AUTO_MODEL_KEYS}})
     return values
 
 

@@ -17,7 +17,7 @@ from higround.engine.datamodule import GroundingDataModule
 from higround.engine.inference import paragraph_records, predict_loader
 from higround.errors import DataError
 from higround.metrics import PredictionRecord
-from higround.models.hscnet import HSCNet, HSCNetOutput
+from higround.models.family import GroundingPredictions
 
 # ``feature_key`` that asks for the store's layout to be detected, not the checkpoint's template
 # (a template always holds ``{video_id}``, so no template is spelled so).
@@ -26,17 +26,18 @@ DETECT_FEATURE_KEY = "auto"
 
 @dataclass
 class SplitRun:
-    """A checkpoint's model, its data and the device, ready to run over a split."""
+    """A checkpoint's model (of the family its config names), its data and the device, ready to run
+    over a split."""
 
     config: Config
     data: GroundingDataModule
-    model: HSCNet
+    model: torch.nn.Module
     device: torch.device
 
-    def batches(self, split: str) -> Iterator[tuple[HSCNetOutput, ParagraphBatch]]:
-        """(output, batch) pairs over ``split`` in file order."""
+    def batches(self, split: str) -> Iterator[tuple[GroundingPredictions, ParagraphBatch]]:
+        """(predictions, batch) pairs over ``split`` in file order."""
         loader = self.data.loader(split, pin_memory=self.device.type == "cuda")
-        yield from predict_loader(self.model, loader, self.device)
+        yield from predict_loader(self.model, self.config.family, loader, self.device)
 
     def records(self, split: str) -> list[PredictionRecord]:
         """The predictions-file records of every sentence of ``split``, in annotation order."""

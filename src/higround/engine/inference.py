@@ -1,9 +1,14 @@
-"""Turning model outputs into per-sentence predictions in seconds, gathering them across ranks."""
+"""Turning a family's predictions into per-sentence predictions in seconds, gathering them across ranks.
+
+The model's raw output becomes :class:`~higround.models.family.GroundingPredictions` through its
+family (``family.predictions(output, batch)``); everything here reads only that.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,17 +18,17 @@ from higround.data.batch import ParagraphBatch
 from higround.data.schema import Paragraph
 from higround.errors import ConfigError
 from higround.metrics import PredictionRecord, grounding_metrics, thresholds_for
-from higround.models.hscnet import HSCNetOutput
+from higround.models.family import GroundingPredictions, ModelFamily
 
 
 def paragraph_records(
-    output: HSCNetOutput, batch: ParagraphBatch, paragraphs: Sequence[Paragraph]
+    output: GroundingPredictions, batch: ParagraphBatch, paragraphs: Sequence[Paragraph]
 ) -> list[PredictionRecord]:
     """One predictions-file record per sentence of a batch, in seconds.
 
     ``paragraphs`` are the batch's rows as annotated (they give each sentence its key). A record holds
-    the final span, the sentence decoder's span, and, where the model has those levels, its
-    paragraph's span and one span per word.
+    the ranked spans (and their scores, when the model ranks), and, where the model has those
+    levels, the sentence-level span, its paragraph's span and one span per word.
     """
     rows = [(p.video_id, p.index) for p in paragraphs]
     if rows != list(zip(batch.video_ids, batch.paragraph_index.tolist(), strict=True)):
@@ -33,7 +38,9 @@ def paragraph_records(
     def seconds(x: torch.Tensor) -> np.ndarray:  # (B, ...) normalised -> (B, ...) seconds
         return x.detach().double().cpu().numpy() * scale.reshape(-1, *([1] * (x.ndim - 1)))
 
-    spans, sentence_spans = seconds(output.spans), seconds(output.sentence_spans)
+    spans = seconds(output.spans)
+    scores = output.scores.detach().double().cpu().numpy() if output.scores is not None else None
+    sentence_spans = seconds(output.sentence_spans) if output.sentence_spans is not None else None
     paragraph = seconds(output.paragraph_span) if output.paragraph_span is not None else None
     words = word_mask = None
     if output.word_spans is not None and output.word_span_mask is not None:
@@ -45,11 +52,12 @@ def paragraph_records(
                 PredictionRecord(
                     key=sentence.key,
                     video_id=p.video_id,
-                    spans=(_span(spans[b, i]),),
+                    spans=tuple(_span(s) for s in spans[b, i]),
+                    scores=None if scores is None else tuple(float(x) for x in scores[b, i]),
                     sentence_index=sentence.index,
                     paragraph_index=p.index,
                     paragraph_span=_span(paragraph[b]) if paragraph is not None else None,
-                    sentence_span=_span(sentence_spans[b, i]),
+                    sentence_span=_span(sentence_spans[b, i]) if sentence_spans is not None else None,
                     word_spans=None
                     if words is None or word_mask is None
                     else tuple(_span(w) for w in words[b, i][word_mask[b, i]]),
@@ -82,8 +90,8 @@ class SentencePredictions:
         return len(self.video_ids)
 
     @classmethod
-    def from_batch(cls, output: HSCNetOutput, batch: ParagraphBatch) -> SentencePredictions:
-        """The final spans of every real sentence of ``batch``, scaled by their video's duration."""
+    def from_batch(cls, output: GroundingPredictions, batch: ParagraphBatch) -> SentencePredictions:
+        """The best span of every real sentence of ``batch``, scaled by their video's duration."""
         mask = batch.sentence_mask.cpu()
         durations = batch.durations.detach().double().cpu()
         per_sentence = durations[:, None].expand_as(mask)[mask]
@@ -91,7 +99,7 @@ class SentencePredictions:
         return cls(
             video_ids=np.repeat(np.asarray(batch.video_ids, dtype=object), counts),
             sentence_index=batch.sentence_index.cpu()[mask].numpy().astype(np.int64),
-            spans=(output.spans.detach().double().cpu()[mask] * per_sentence[:, None]).numpy(),
+            spans=(output.best.detach().double().cpu()[mask] * per_sentence[:, None]).numpy(),
             targets=(batch.spans.detach().double().cpu()[mask] * per_sentence[:, None]).numpy(),
         )
 
@@ -131,14 +139,18 @@ def gather_predictions(parts: Iterable[SentencePredictions]) -> SentencePredicti
 
 
 def predict_loader(
-    model: torch.nn.Module, loader: Iterable[ParagraphBatch], device: torch.device | str
-) -> Iterable[tuple[HSCNetOutput, ParagraphBatch]]:
-    """Run ``model`` (eval mode, no gradients) over ``loader``; yields (output, batch) on ``device``."""
+    model: torch.nn.Module,
+    family: ModelFamily[Any, Any],
+    loader: Iterable[ParagraphBatch],
+    device: torch.device | str,
+) -> Iterable[tuple[GroundingPredictions, ParagraphBatch]]:
+    """Run ``model`` of ``family`` (eval mode, no gradients) over ``loader``; yields its
+    predictions and the batch, on ``device``."""
     model.eval()
     with torch.inference_mode():
         for batch in loader:
             moved = batch.to(device)
-            yield model(moved), moved
+            yield family.predictions(model(moved), moved), moved
 
 
 def score(

@@ -1,4 +1,4 @@
-"""The LightningModule: HSCNet, its losses, Adam, and validation with the one evaluator."""
+"""The LightningModule: a model family's model and loss, Adam, and validation with the one evaluator."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from higround.data.batch import ParagraphBatch
 from higround.engine.checkpoint import CHECKPOINT_KEY, checkpoint_payload
 from higround.engine.config import Config
 from higround.engine.inference import SentencePredictions, gather_predictions, score
-from higround.losses import HSCNetLoss
-from higround.models.hscnet import HSCNet, HSCNetConfig, HSCNetOutput
+from higround.models.family import FamilyConfig
 from higround.text.vocab import Vocabulary
 
 
 class GroundingModule(L.LightningModule):
-    """Trains :class:`HSCNet` with :class:`HSCNetLoss`; validates with R1@m / mIoU.
+    """Trains the model of the recipe's family (``model.family``, :mod:`higround.models.registry`)
+    with the family's loss; validates the family's predictions with R1@m / mIoU.
 
     Logged: ``train/loss`` and ``train/<term>`` (every loss term, per epoch), ``val/loss``,
     ``val/mIoU`` and ``val/R1@<m>`` (the dataset's thresholds, or ``eval.thresholds``). Validation
@@ -29,18 +29,22 @@ class GroundingModule(L.LightningModule):
     """
 
     def __init__(
-        self, config: Config, model_config: HSCNetConfig, vocab: Vocabulary, word_vectors: Tensor
+        self, config: Config, model_config: FamilyConfig, vocab: Vocabulary, word_vectors: Tensor
     ) -> None:
-        """``word_vectors``: the ``(len(vocab), model_config.word_dim)`` initial embedding."""
+        """``model_config``: of the family ``config`` names; ``word_vectors``: the
+        ``(len(vocab), model_config.word_dim)`` initial embedding."""
         super().__init__()
         self.config = config
+        self.family = config.family
+        self.family.check_task("training")
+        self.model_config = model_config
         self.vocab = vocab
-        self.model = HSCNet(model_config, word_vectors)
-        self.criterion = HSCNetLoss(model_config)
+        self.model = self.family.build_model(model_config, word_vectors)
+        self.criterion = self.family.build_loss(model_config)
         self._val_parts: list[SentencePredictions] = []
 
-    def forward(self, batch: ParagraphBatch) -> HSCNetOutput:
-        """The model's predictions for ``batch``."""
+    def forward(self, batch: ParagraphBatch) -> Any:
+        """The model's output for ``batch``."""
         return self.model(batch)
 
     def on_train_batch_start(self, batch: ParagraphBatch, batch_idx: int) -> None:
@@ -72,7 +76,7 @@ class GroundingModule(L.LightningModule):
         output = self.model(batch)
         losses = self.criterion(output, batch)
         self.log("val/loss", losses["total"], on_epoch=True, batch_size=len(batch), sync_dist=True)
-        self._val_parts.append(SentencePredictions.from_batch(output, batch))
+        self._val_parts.append(SentencePredictions.from_batch(self.family.predictions(output, batch), batch))
 
     def on_validation_epoch_end(self) -> None:
         """R1@m and mIoU over the whole validation split, gathered from every rank."""
@@ -87,10 +91,10 @@ class GroundingModule(L.LightningModule):
         self.log("val/mIoU", float(metrics["mIoU"]), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the trainable parameters (HSCNet 4.2: lr 1e-4, no weight decay)."""
+        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the config and the vocabulary beside the weights."""
-        checkpoint[CHECKPOINT_KEY] = checkpoint_payload(self.config, self.model.config, self.vocab)
+        checkpoint[CHECKPOINT_KEY] = checkpoint_payload(self.config, self.model_config, self.vocab)

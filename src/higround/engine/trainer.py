@@ -30,6 +30,7 @@ from higround.engine.datamodule import GroundingDataModule
 from higround.engine.module import GroundingModule
 from higround.errors import ConfigError, DataError
 from higround.io import check_writable
+from higround.models.family import EMBEDDING_KEY
 from higround.text.embeddings import GLOVE_6B_50D, LEARNED
 from higround.video.settings import record_store_settings
 
@@ -328,10 +329,10 @@ def build_module(
     """The LightningModule of ``config``: word vectors from ``text.word_vectors``, or from the
     ``resume`` checkpoint's embedding (whose recipe must then agree, see
     :func:`~higround.engine.config.check_resume`)."""
-    vectors = data.word_vectors() if resume is None else resume.state_dict["embedding.weight"]
+    vectors = data.word_vectors() if resume is None else resume.state_dict[EMBEDDING_KEY]
     model_config = config.model_config(video_dim=data.store.dim, word_dim=int(vectors.shape[1]))
     if resume is not None:
-        check_resume(replace(config, model=model_config.to_dict()), resume.config, resume.path)
+        check_resume(config.with_model(model_config), resume.config, resume.path)
     return GroundingModule(config, model_config, data.vocab, vectors)
 
 

@@ -1,0 +1,153 @@
+"""The model-family contract: what a model gives the engine, the checkpoints and the commands.
+
+A family is a folder ``models/<family>/`` holding a typed config, the ``nn.Module``, its loss and a
+function from the model's output to ranked spans, bundled in one :class:`ModelFamily` and named in
+the one table of families (:data:`higround.models.registry.FAMILIES`). The engine (training,
+evaluation, prediction, :class:`~higround.engine.Grounder`, the demo) reaches a model only through
+this contract, never by its name; docs/families.md says how to add one.
+
+Tasks. ``grounding`` (every family today): :attr:`ModelFamily.predictions` turns the output into a
+:class:`GroundingPredictions`, ranked spans per sentence in ``[0, 1]`` (DETR-style models: their
+scored span set, best first). ``retrieval`` is reserved for models whose output is video and
+paragraph embeddings scored by the retrieval metrics (HSE); the engine refuses such a family until
+that evaluator lands (:data:`RETRIEVAL`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from torch import Tensor, nn
+
+from higround.data.batch import ParagraphBatch
+from higround.errors import ConfigError
+
+GROUNDING = "grounding"
+# Reserved: a retrieval family's output is embeddings (video, paragraph), scored by retrieval
+# metrics, not spans. Families may declare it; the engine does not train or evaluate them yet.
+RETRIEVAL = "retrieval"
+TASKS = (GROUNDING, RETRIEVAL)
+# Where a family's nn.Module keeps its word embedding (the initial word vectors) in its state dict:
+# a checkpoint rebuilds the model from its weights alone, and a resumed run reuses the vectors.
+EMBEDDING_KEY = "embedding.weight"
+
+
+class FamilyConfig(Protocol):
+    """What the engine reads of every family's config (a dataclass such as ``HSCNetConfig``).
+
+    ``video_dim`` and ``word_dim`` are filled from the data when a recipe leaves them null;
+    ``num_clips`` is how many clips the data resamples every video to. ``loss_weights`` names the
+    weight of each loss term (the keys of the loss's result, ``"total"`` aside). ``from_dict``
+    raises :class:`~higround.errors.ConfigError` for an unknown key or a value out of range.
+    """
+
+    video_dim: int
+    word_dim: int
+    num_clips: int
+    loss_weights: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that ``from_dict`` inverts."""
+        ...
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """The config of ``data``; ConfigError for an unknown key or a value out of range."""
+        ...
+
+
+C = TypeVar("C", bound=FamilyConfig)
+O = TypeVar("O")  # noqa: E741  # the model's output type
+
+
+@dataclass(frozen=True)
+class GroundingPredictions:
+    """A grounding model's answer for a :class:`ParagraphBatch`; spans normalised to ``[0, 1]``.
+
+    Padded sentences (``batch.sentence_mask`` False) hold anything. Optional levels are ``None``
+    when the model has no such level.
+
+    Attributes:
+        spans: ``(B, N_S, K, 2)`` ranked (start, end) per sentence, best first, ``K >= 1``; the
+            first is the answer R1 and mIoU score.
+        scores: ``(B, N_S, K)`` one confidence per span (higher is better), or ``None`` when the
+            model regresses its spans without ranking proposals.
+        sentence_spans: ``(B, N_S, 2)`` a sentence-level prediction besides the answer (HSCNet's
+            sentence decoder).
+        paragraph_span: ``(B, 2)`` a paragraph-level prediction (HSCNet's paragraph decoder).
+        word_spans: ``(B, N_S, M, 2)`` one span per word token (``M``: longest sentence).
+        word_span_mask: ``(B, N_S, M)`` the real words of ``word_spans``.
+    """
+
+    spans: Tensor
+    scores: Tensor | None = None
+    sentence_spans: Tensor | None = None
+    paragraph_span: Tensor | None = None
+    word_spans: Tensor | None = None
+    word_span_mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.spans.ndim != 4 or self.spans.shape[-1] != 2 or self.spans.shape[2] < 1:
+            raise ValueError(
+                f"grounding predictions: spans must be (B, N_S, K >= 1, 2), got {tuple(self.spans.shape)}"
+            )
+        if self.scores is not None and self.scores.shape != self.spans.shape[:-1]:
+            raise ValueError(
+                f"grounding predictions: scores {tuple(self.scores.shape)} do not match spans "
+                f"{tuple(self.spans.shape)}"
+            )
+
+    @property
+    def best(self) -> Tensor:
+        """``(B, N_S, 2)`` the top-ranked span of every sentence."""
+        return self.spans[:, :, 0]
+
+
+@dataclass(frozen=True)
+class ModelFamily(Generic[C, O]):
+    """One model family: its name, task, config class and how to build and read its model.
+
+    Attributes:
+        name: the family's key in the table and in recipes (``model.family``), checkpoints and
+            predictions files (``"model"``); also the folder ``models/<name>/`` and ``configs/<name>/``.
+        title: how tables and reports name it (``HSCNet``).
+        task: :data:`GROUNDING` (or the reserved :data:`RETRIEVAL`).
+        config_class: the typed config; ``config_class.from_dict(mapping)`` validates a recipe's
+            ``model`` section (without its ``family`` key) and ``config_class()`` gives the defaults.
+        build_model: ``(config, word_vectors)`` to the ``nn.Module``; ``word_vectors`` is the
+            ``(vocabulary, word_dim)`` initial embedding, kept as :data:`EMBEDDING_KEY`. The module
+            maps a :class:`ParagraphBatch` to its output and keeps its config as ``.config``.
+        build_loss: ``config`` to a module mapping ``(output, batch)`` to a dict of named loss terms
+            and ``"total"`` (what is optimised); every term is logged as ``train/<term>``.
+        predictions: ``(output, batch)`` to :class:`GroundingPredictions`.
+    """
+
+    name: str
+    title: str
+    config_class: type[C]
+    build_model: Callable[[C, Tensor], nn.Module]
+    build_loss: Callable[[C], nn.Module]
+    predictions: Callable[[O, ParagraphBatch], GroundingPredictions]
+    task: str = GROUNDING
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"model family {self.name}: task must be one of {TASKS}, got {self.task!r}")
+
+    def config(self, values: Mapping[str, Any]) -> C:
+        """The family's config of a ``model`` section (its ``family`` key, if any, dropped)."""
+        config: C = self.config_class.from_dict({k: v for k, v in values.items() if k != "family"})
+        return config
+
+    def defaults(self) -> dict[str, Any]:
+        """The default config as a dict."""
+        return self.config_class().to_dict()
+
+    def check_task(self, what: str) -> None:
+        """Refuse a family whose task the engine does not run yet (``what``: the action, for the message)."""
+        if self.task != GROUNDING:
+            raise ConfigError(
+                f"model family {self.name} is a {self.task} model: {what} runs grounding families only"
+            )

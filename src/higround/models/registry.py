@@ -1,0 +1,38 @@
+"""The one table of model families (docs/families.md): ``model.family`` of a recipe to its family.
+
+Nothing outside this table names a family: the engine, the checkpoints and the commands look the
+family up here by the name a recipe or checkpoint gives. A recipe or checkpoint that names no family
+is HSCNet's (:data:`DEFAULT_FAMILY`): every recipe and checkpoint from before families still loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from higround.errors import ConfigError
+from higround.models.family import ModelFamily
+from higround.models.hscnet.family import HSCNET_FAMILY
+
+FAMILIES: dict[str, ModelFamily[Any, Any]] = {HSCNET_FAMILY.name: HSCNET_FAMILY}
+
+DEFAULT_FAMILY = HSCNET_FAMILY.name
+
+
+def family_names() -> list[str]:
+    """The names of the known families, sorted."""
+    return sorted(FAMILIES)
+
+
+def get_family(name: str, where: str = "model.family") -> ModelFamily[Any, Any]:
+    """The family called ``name``.
+
+    Raises:
+        ConfigError: no family has that name; one line naming ``where`` it came from and the known
+            families.
+    """
+    family = FAMILIES.get(name) if isinstance(name, str) else None
+    if family is None:
+        raise ConfigError(
+            f"{where}: {name!r} is not a model family of this higround; known: {', '.join(family_names())}"
+        )
+    return family
