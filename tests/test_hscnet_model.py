@@ -17,9 +17,8 @@ from higround.losses import HSCNetLoss
 from higround.losses.span import span_iou_terms
 from higround.models import HSCNet, HSCNetConfig, HSCNetOutput, count_parameters
 from higround.models.hscnet.aggregation import aggregate
-from higround.models.hscnet.decoder import scatter_words, spans_from_logits
-from higround.models.hscnet.hierarchical_encoder import group_mean
-from higround.models.layers import MultiHeadAttention
+from higround.models.hscnet.decoder import scatter_words
+from higround.models.layers import MultiHeadAttention, group_mean, spans_from_logits
 
 VOCAB, VIDEO_DIM, WORD_DIM, CLIPS = 40, 12, 8, 16
 

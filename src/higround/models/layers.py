@@ -1,8 +1,10 @@
-"""Blocks shared by every model: multi-head attention on SDPA, a transformer layer, an MLP.
+"""Blocks shared by every model family: multi-head attention on SDPA, a transformer layer, an MLP,
+masked group pooling, and a span head.
 
-"Share the block, vary the head": a model builds its encoders from :class:`AttentionLayer` and its
-predictors from :class:`MLP`; HSCNet's cosine-similarity attention (its eq. 1-2) is the same
-:class:`MultiHeadAttention` with ``cosine=True``.
+"Share the block, vary the head": a model builds its encoders from :class:`AttentionLayer`, its
+predictors from :class:`MLP`, regresses normalised spans with :class:`SpanHead` and pools tokens
+by group (words into sentences) with :func:`group_mean`; HSCNet's cosine-similarity attention
+(its eq. 1-2) is the same :class:`MultiHeadAttention` with ``cosine=True``.
 
 Masks are boolean and ``True`` for real entries, as in :class:`higround.data.batch.ParagraphBatch`.
 """
@@ -219,3 +221,49 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency)
     return table
+
+
+def group_mean(x: Tensor, group: Tensor, mask: Tensor, num_groups: int) -> Tensor:
+    """Mean of the real tokens of each group (eq. 3 word pooling; sentence pooling with one group).
+
+    Args:
+        x: ``(B, N, D)`` tokens.
+        group: ``(B, N)`` long group index of each token in ``[0, num_groups)`` where ``mask``.
+        mask: ``(B, N)`` real tokens.
+        num_groups: ``G``.
+
+    Returns:
+        ``(B, G, D)``; a group with no token gets zeros. One ``index_add`` over the flattened
+        ``(B * G)`` groups, no loop.
+    """
+    batch, _, dim = x.shape
+    flat = (torch.arange(batch, device=x.device)[:, None] * num_groups + group)[mask]
+    sums = x.new_zeros(batch * num_groups, dim).index_add(0, flat, x[mask])
+    counts = x.new_zeros(batch * num_groups).index_add(0, flat, x.new_ones(flat.shape[0]))
+    return (sums / counts.clamp_min(1.0)[:, None]).view(batch, num_groups, dim)
+
+
+def spans_from_logits(logits: Tensor) -> Tensor:
+    """Map ``(..., 2)`` logits to ordered ``(start, end)`` spans inside ``[0, 1]``.
+
+    ``w = sigmoid(logits[..., 1])`` is the width and ``c = sigmoid(logits[..., 0])`` the place of the
+    span within the room ``1 - w`` that the width leaves: ``start = c (1 - w)``, ``end = start + w``.
+    Every output is a valid span and the map is smooth everywhere (no clamping that would cut
+    gradients at the video borders).
+    """
+    place, width = torch.sigmoid(logits).unbind(dim=-1)
+    start = place * (1.0 - width)
+    return torch.stack([start, start + width], dim=-1)
+
+
+class SpanHead(nn.Module):
+    """A two-layer MLP predictor (HSCNet Section 3.4) followed by :func:`spans_from_logits`."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, dropout: float) -> None:
+        """A head from ``in_dim`` features."""
+        super().__init__()
+        self.mlp = MLP(in_dim, hidden_dim, 2, num_layers=2, dropout=dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in_dim)`` features to ``(..., 2)`` spans."""
+        return spans_from_logits(self.mlp(x))

@@ -9,33 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from higround.models.hscnet.config import HSCNetConfig
-from higround.models.layers import MLP, MultiHeadAttention
-
-
-def spans_from_logits(logits: Tensor) -> Tensor:
-    """Map ``(..., 2)`` logits to ordered ``(start, end)`` spans inside ``[0, 1]``.
-
-    ``w = sigmoid(logits[..., 1])`` is the width and ``c = sigmoid(logits[..., 0])`` the place of the
-    span within the room ``1 - w`` that the width leaves: ``start = c (1 - w)``, ``end = start + w``.
-    Every output is a valid span and the map is smooth everywhere (no clamping that would cut
-    gradients at the video borders).
-    """
-    place, width = torch.sigmoid(logits).unbind(dim=-1)
-    start = place * (1.0 - width)
-    return torch.stack([start, start + width], dim=-1)
-
-
-class SpanHead(nn.Module):
-    """The two-layer MLP predictor of Section 3.4 followed by :func:`spans_from_logits`."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, dropout: float) -> None:
-        """A head from ``in_dim`` features."""
-        super().__init__()
-        self.mlp = MLP(in_dim, hidden_dim, 2, num_layers=2, dropout=dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(..., in_dim)`` features to ``(..., 2)`` spans."""
-        return spans_from_logits(self.mlp(x))
+from higround.models.layers import MultiHeadAttention, SpanHead
 
 
 def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:

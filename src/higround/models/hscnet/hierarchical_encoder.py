@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from higround.models.hscnet.config import HSCNetConfig
 from higround.models.hscnet.multimodal import MultiModalLayer
-from higround.models.layers import AttentionLayer
+from higround.models.layers import AttentionLayer, group_mean
 
 
 class LevelFeatures(NamedTuple):
@@ -26,26 +26,6 @@ class EncoderOutput(NamedTuple):
     word: LevelFeatures | None
     sentence: LevelFeatures
     paragraph: LevelFeatures | None
-
-
-def group_mean(x: Tensor, group: Tensor, mask: Tensor, num_groups: int) -> Tensor:
-    """Mean of the real tokens of each group (eq. 3 word pooling; sentence pooling with one group).
-
-    Args:
-        x: ``(B, N, D)`` tokens.
-        group: ``(B, N)`` long group index of each token in ``[0, num_groups)`` where ``mask``.
-        mask: ``(B, N)`` real tokens.
-        num_groups: ``G``.
-
-    Returns:
-        ``(B, G, D)``; a group with no token gets zeros. One ``index_add`` over the flattened
-        ``(B * G)`` groups, no loop.
-    """
-    batch, _, dim = x.shape
-    flat = (torch.arange(batch, device=x.device)[:, None] * num_groups + group)[mask]
-    sums = x.new_zeros(batch * num_groups, dim).index_add(0, flat, x[mask])
-    counts = x.new_zeros(batch * num_groups).index_add(0, flat, x.new_ones(flat.shape[0]))
-    return (sums / counts.clamp_min(1.0)[:, None]).view(batch, num_groups, dim)
 
 
 class _Level(nn.Module):
