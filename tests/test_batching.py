@@ -132,8 +132,10 @@ def test_video_padding_and_single_paragraph_equals_slice(
         single = collate_paragraphs([item])
         for f in fields(ParagraphBatch):
             got, full = getattr(single, f.name), getattr(batch, f.name)
-            if f.name == "video_ids":
+            if f.name in ("video_ids", "sentence_keys"):
                 assert got == [full[b]]
+            elif f.name == "video_group":  # numbered within the batch: alone, a row is video 0
+                assert got.tolist() == [0] and full[b] == b
             elif f.name in ("durations", "paragraph_index"):
                 assert torch.equal(got, full[b : b + 1])
             else:

@@ -3,6 +3,11 @@
 Shapes: B paragraphs, ``N_V`` clips, ``N_W`` words (all sentences of a paragraph concatenated in
 order), ``N_S`` sentences. Masks are ``True`` for real entries, ``False`` for padding; padded
 entries hold zeros (ids/positions ``0``, sentence index ``-1``) and must never change a result.
+
+The same batch carries both data units (``data.unit``): a *paragraph* row holds all sentences of a
+paragraph; a *sentence* row (sentence-grounding models) holds one sentence, so ``N_S == 1``. Rows of
+one batch that share a video have the same ``video_group``; :meth:`ParagraphBatch.same_video` is the
+``(B, B)`` mask a contrastive loss needs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ class ParagraphBatch:
         video_ids: the B video ids.
         paragraph_index: ``(B,)`` long, paragraph index within its video.
         sentence_index: ``(B, N_S)`` long, each sentence's index in its video's annotation (-1: pad).
+        sentence_keys: per row, its sentences' :attr:`~higround.data.schema.Sentence.key` s
+            (``"<video_id>#<index>"``, or QVHighlights' ``qid``), in order.
+        video_group: ``(B,)`` long, the row's video numbered by first appearance in the batch (rows
+            with the same video id have the same number; ``0`` is the first row's video).
     """
 
     video: Tensor
@@ -48,6 +57,12 @@ class ParagraphBatch:
     video_ids: list[str]
     paragraph_index: Tensor
     sentence_index: Tensor
+    sentence_keys: list[tuple[str, ...]]
+    video_group: Tensor
+
+    def same_video(self) -> Tensor:
+        """``(B, B)`` bool, True where rows ``i`` and ``j`` show the same video (diagonal included)."""
+        return self.video_group[:, None] == self.video_group[None, :]
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> ParagraphBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

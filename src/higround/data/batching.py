@@ -24,6 +24,7 @@ class ParagraphItem:
         video_id: the video's id.
         paragraph_index: the paragraph's index within its video.
         sentence_index: ``(S,)`` long, each sentence's index in its video's annotation.
+        sentence_keys: the ``S`` sentences' keys (``"<video_id>#<index>"`` or the release's query id).
     """
 
     video: Tensor
@@ -34,6 +35,13 @@ class ParagraphItem:
     video_id: str
     paragraph_index: int
     sentence_index: Tensor
+    sentence_keys: tuple[str, ...] = ()
+
+
+def _video_groups(video_ids: Sequence[str]) -> Tensor:
+    """``(B,)`` long: each id numbered by its first appearance in ``video_ids``."""
+    first: dict[str, int] = {}
+    return torch.tensor([first.setdefault(v, len(first)) for v in video_ids], dtype=torch.long)
 
 
 def _pad(values: Tensor, mask: Tensor, fill: float) -> Tensor:
@@ -90,4 +98,6 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
         video_ids=[it.video_id for it in items],
         paragraph_index=torch.tensor([it.paragraph_index for it in items], dtype=torch.long),
         sentence_index=_pad(torch.cat([it.sentence_index for it in items]).long(), sentence_mask, -1),
+        sentence_keys=[it.sentence_keys for it in items],
+        video_group=_video_groups([it.video_id for it in items]),
     )

@@ -15,6 +15,24 @@ from higround.errors import ConfigError, DataError
 from higround.text.tokenizer import tokenize
 from higround.text.vocab import Vocabulary
 
+# The data units (``data.unit``, :attr:`higround.models.family.ModelFamily.unit`): what one sample is.
+PARAGRAPH = "paragraph"  # a paragraph: all its sentences and the video (HSCNet)
+SENTENCE = "sentence"  # one sentence and the video (sentence-grounding models: 2D-TAN, LGI, ...)
+UNITS = (PARAGRAPH, SENTENCE)
+
+
+def samples(paragraphs: Sequence[Paragraph], unit: str) -> list[Paragraph]:
+    """The samples of ``unit``: ``paragraphs`` themselves, or their :func:`sentence_view`.
+
+    Raises:
+        ValueError: ``unit`` is not one of :data:`UNITS`.
+    """
+    if unit == PARAGRAPH:
+        return list(paragraphs)
+    if unit == SENTENCE:
+        return sentence_view(paragraphs)
+    raise ValueError(f"data unit must be one of {UNITS}, got {unit!r}")
+
 
 def sentence_view(paragraphs: Sequence[Paragraph]) -> list[Paragraph]:
     """Sentence-grounding view: every sentence as its own one-sentence paragraph.
@@ -89,6 +107,7 @@ def _item(
         video_id=paragraph.video_id,
         paragraph_index=paragraph.index,
         sentence_index=torch.tensor([s.index for s in paragraph.sentences], dtype=torch.long),
+        sentence_keys=tuple(s.key for s in paragraph.sentences),
     )
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from higround.data.batching import collate_paragraphs
-from higround.data.dataset import make_item
+from higround.data.dataset import make_item, samples
 from higround.data.features import l2_normalize
 from higround.data.schema import Paragraph, Sentence, Span
 from higround.devices import resolve_device
@@ -153,18 +153,21 @@ class Grounder:
         )
         if self.config.data.normalize:  # training normalised each clip before resampling (in the store)
             features = l2_normalize(features)
-        item = make_item(paragraph, features, self.vocab, self.num_clips)
-        unknown = self.vocab.unknown_words(item.words)
+        # One row: the paragraph; or, for a sentence-unit model, one row per sentence.
+        rows = samples([paragraph], self.config.unit)
+        items = [make_item(row, features, self.vocab, self.num_clips) for row in rows]
+        ids = torch.cat([item.words for item in items])
+        unknown = self.vocab.unknown_words(ids)
         if unknown.too_many:
             flat = [w for ws in words for w in ws]
-            unseen = sorted({flat[i] for i in np.flatnonzero(item.words.numpy() == Vocabulary.unk_id)})
+            unseen = sorted({flat[i] for i in np.flatnonzero(ids.numpy() == Vocabulary.unk_id)})
             warnings.warn(
                 unknown.warning(f"{self.source}: the query", unseen), UnknownWordsWarning, stacklevel=2
             )
-        batch = collate_paragraphs([item]).to(self.device)
+        batch = collate_paragraphs(items).to(self.device)
         with torch.inference_mode():
             output = self.family.predictions(self.model(batch), batch)
-        records = paragraph_records(output, batch, [paragraph])
+        records = paragraph_records(output, batch, rows)
         return GroundingResult(
             spans=[r.spans[0] for r in records],
             sentence_spans=None

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from higround.data.dataset import PARAGRAPH, SENTENCE, UNITS
 from higround.errors import ConfigError
 from higround.io import atomic_write_text
 from higround.models.family import FamilyConfig, ModelFamily
@@ -54,9 +55,13 @@ class DataConfig:
         train_split, val_split, test_split: split names; ``val_split: null`` trains without validation.
         max_sentences: split paragraphs into chunks of at most this many sentences (all splits).
         on_bad: ``error`` or ``skip`` bad annotation records.
-        limit: keep only the first N paragraphs of every split (smoke tests, debugging).
-        batch_size: paragraphs per training batch (per device).
-        eval_batch_size: paragraphs per evaluation batch (null: ``batch_size``).
+        unit: what one sample is: ``paragraph`` (all sentences of a paragraph with their video) or
+            ``sentence`` (one sentence with its video, for sentence-grounding models); null: the model
+            family's unit (:attr:`~higround.models.family.ModelFamily.unit`; HSCNet: paragraph).
+        limit: keep only the first N paragraphs of every split (smoke tests, debugging); in the
+            sentence unit too (the samples are then those paragraphs' sentences).
+        batch_size: samples (paragraphs or sentences, see ``unit``) per training batch (per device).
+        eval_batch_size: samples per evaluation batch (null: ``batch_size``).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory (null: when training on a GPU).
         persistent_workers: keep workers alive between epochs (ignored without workers).
@@ -72,6 +77,7 @@ class DataConfig:
     test_split: str = "test"
     max_sentences: int | None = None
     on_bad: str = "error"
+    unit: str | None = None
     limit: int | None = None
     batch_size: int = 16
     eval_batch_size: int | None = None
@@ -82,6 +88,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.on_bad not in ("error", "skip"):
             raise ConfigError(f"config: data.on_bad must be 'error' or 'skip', got {self.on_bad!r}")
+        if self.unit is not None and self.unit not in UNITS:
+            choices = " or ".join(repr(u) for u in UNITS)
+            raise ConfigError(f"config: data.unit must be {choices} (or null), got {self.unit!r}")
         _at_least(self, "data", ("batch_size", "eval_batch_size", "limit", "max_sentences"), 1)
         _at_least(self, "data", ("num_workers",), 0)
 
@@ -283,6 +292,11 @@ class Config:
         low, high = SEED_RANGE
         if not low <= self.seed <= high:
             raise ConfigError(f"config: seed must be an integer in [{low}, 2**32 - 1], got {self.seed}")
+        if self.data.unit == PARAGRAPH and self.family.unit == SENTENCE:
+            raise ConfigError(
+                f"config: data.unit=paragraph, but model family {self.family.name} grounds one sentence per "
+                "sample: drop data.unit (or set data.unit=sentence)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML/JSON-serialisable dict; :meth:`from_dict` inverts it."""
@@ -296,6 +310,11 @@ class Config:
             ConfigError: an unknown key, a value of the wrong type or out of range.
         """
         return typing.cast(Config, _build(cls, data, ""))
+
+    @property
+    def unit(self) -> str:
+        """The data unit of this recipe: ``data.unit``, else its model family's."""
+        return self.data.unit or self.family.unit
 
     @property
     def family(self) -> ModelFamily[Any, Any]:

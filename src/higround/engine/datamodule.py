@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from higround.data.batching import collate_paragraphs
-from higround.data.dataset import ParagraphDataset
+from higround.data.dataset import ParagraphDataset, samples
 from higround.data.features import FeatureStore, open_store
 from higround.data.readers import OnBad, load_dataset
 from higround.data.schema import GroundingDataset, Paragraph
@@ -57,7 +57,9 @@ class GroundingDataModule(L.LightningDataModule):
     """Datasets of one recipe; the vocabulary comes from the TRAIN split unless one is given.
 
     Annotation files are read once per split and kept (they are small); clip features are read from
-    the feature store on access. ``max_sentences`` and ``limit`` apply to every split.
+    the feature store on access. ``max_sentences`` and ``limit`` apply to every split. A sample is
+    a paragraph or one sentence, by the recipe's unit (:attr:`Config.unit`: ``data.unit``, else the
+    model family's); either way the batches are :class:`~higround.data.batch.ParagraphBatch` es.
     """
 
     def __init__(self, config: Config, vocab: Vocabulary | None = None) -> None:
@@ -104,6 +106,17 @@ class GroundingDataModule(L.LightningDataModule):
         return self.annotations(split).paragraphs()
 
     @property
+    def unit(self) -> str:
+        """What one sample is: ``"paragraph"`` or ``"sentence"`` (:attr:`Config.unit`)."""
+        return self.config.unit
+
+    def samples(self, split: str) -> list[Paragraph]:
+        """The samples of ``split`` in file order, one per row of its batches: the paragraphs, or
+        in the sentence unit every sentence as a one-sentence paragraph
+        (:func:`~higround.data.dataset.sentence_view`)."""
+        return samples(self.paragraphs(split), self.unit)
+
+    @property
     def vocab(self) -> Vocabulary:
         """The vocabulary: given, or built from the training split's sentences."""
         if self._vocab is None:
@@ -139,11 +152,12 @@ class GroundingDataModule(L.LightningDataModule):
         return int(self.config.model["num_clips"])
 
     def dataset(self, split: str) -> ParagraphDataset:
-        """The :class:`ParagraphDataset` of ``split`` (built once; records checked on construction)."""
+        """The :class:`ParagraphDataset` of ``split``'s :meth:`samples` (built once; records checked
+        on construction)."""
         if split not in self._datasets:
             # Normalisation, when asked, is done by the store (data.normalize); not twice.
             self._datasets[split] = ParagraphDataset(
-                self.paragraphs(split), self.store, self.vocab, self.num_clips
+                self.samples(split), self.store, self.vocab, self.num_clips
             )
             log_unknown_words(f"split {split!r}", self.vocab, self._datasets[split].word_ids(), log)
         return self._datasets[split]

@@ -40,12 +40,13 @@ class SplitRun:
         yield from predict_loader(self.model, self.config.family, loader, self.device)
 
     def records(self, split: str) -> list[PredictionRecord]:
-        """The predictions-file records of every sentence of ``split``, in annotation order."""
-        paragraphs = self.data.paragraphs(split)
+        """The predictions-file records of every sentence of ``split``, in annotation order (either
+        data unit: the rows are the data's samples)."""
+        rows = self.data.samples(split)
         records: list[PredictionRecord] = []
         start = 0
         for output, batch in self.batches(split):
-            records += paragraph_records(output, batch, paragraphs[start : start + len(batch)])
+            records += paragraph_records(output, batch, rows[start : start + len(batch)])
             start += len(batch)
         return records
 

@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from torch import Tensor, nn
 
 from higround.data.batch import ParagraphBatch
+from higround.data.dataset import PARAGRAPH, UNITS
 from higround.errors import ConfigError
 
 GROUNDING = "grounding"
@@ -122,6 +123,10 @@ class ModelFamily(Generic[C, O]):
         build_loss: ``config`` to a module mapping ``(output, batch)`` to a dict of named loss terms
             and ``"total"`` (what is optimised); every term is logged as ``train/<term>``.
         predictions: ``(output, batch)`` to :class:`GroundingPredictions`.
+        unit: the sample the model consumes (:data:`higround.data.dataset.UNITS`): ``"paragraph"``
+            (a row is a paragraph, all its sentences; HSCNet) or ``"sentence"`` (a row is one sentence
+            and its video, ``N_S == 1``; sentence-grounding models). A recipe's ``data.unit`` defaults
+            to it; a sentence family refuses ``data.unit=paragraph``.
     """
 
     name: str
@@ -131,10 +136,13 @@ class ModelFamily(Generic[C, O]):
     build_loss: Callable[[C], nn.Module]
     predictions: Callable[[O, ParagraphBatch], GroundingPredictions]
     task: str = GROUNDING
+    unit: str = PARAGRAPH
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"model family {self.name}: task must be one of {TASKS}, got {self.task!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"model family {self.name}: unit must be one of {UNITS}, got {self.unit!r}")
 
     def config(self, values: Mapping[str, Any]) -> C:
         """The family's config of a ``model`` section (its ``family`` key, if any, dropped)."""
