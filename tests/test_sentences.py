@@ -19,7 +19,7 @@ from higround.data.dataset import SENTENCE, make_item, samples, sentence_view
 from higround.data.features import write_hdf5_store
 from higround.data.readers import load_dataset
 from higround.data.schema import Paragraph
-from higround.engine import fit
+from higround.engine import Grounder, fit
 from higround.engine.config import Config, merge, parse_overrides, read_yaml
 from higround.engine.datamodule import GroundingDataModule
 from higround.engine.evaluation import open_checkpoint
@@ -232,3 +232,10 @@ def test_a_sentence_family_trains_and_is_scored_by_the_one_evaluator(
         assert {*(f"R{n}@{m}" for n in (1, 5) for m in columns), "mIoU"} <= set(metrics)
         assert all(0 <= v <= 1 for v in metrics.values())
         assert all(metrics[f"R5@{m}"] >= metrics[f"R1@{m}"] for m in columns)
+
+    # Grounder grounds a sentence family's sentences one row each.
+    features = np.random.default_rng(1).standard_normal((30, 24)).astype(np.float32)
+    out = Grounder.from_checkpoint(result.best_checkpoint).ground(
+        features, ["The person takes out a knife.", "She slices the carrot."], 60.0
+    )
+    assert len(out.spans) == 2 and all(0 <= s <= e <= 60.0 for s, e in out.spans)
