@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from fake_family import FAKE_FAMILY
 from higround.data.batch import ParagraphBatch
 from higround.data.batching import collate_paragraphs
 from higround.data.dataset import SENTENCE, make_item, samples, sentence_view
@@ -36,7 +37,6 @@ from higround.models import registry
 from higround.models.family import ModelFamily
 from higround.models.hscnet.family import HSCNET_FAMILY
 from higround.text.vocab import Vocabulary
-from test_families import FAKE_FAMILY
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hscnet"
 DIM = 4
