@@ -176,8 +176,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     )
     rule = hit_rule(args.exclusive)
     notes = [dataset.report.summary()] if dataset.report.clamped or dataset.report.skipped else []
-    encoded = split_run.data.dataset(args.split)  # built by records(): its word ids are at hand
-    unknown = encoded.vocab.unknown_words(encoded.word_ids())
+    unknown = split_run.data.unknown_words(args.split)
     notes.append(f"split {args.split!r}: {unknown.describe()} (words outside the checkpoint's vocabulary)")
     print_report(
         metrics,

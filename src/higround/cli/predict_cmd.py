@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     report = split_run.data.annotations(args.split).report
     if report.clamped or report.skipped:
         print(f"note: {report.summary()}")
-    dataset = split_run.data.dataset(args.split)  # built by records(): its word ids are at hand
-    unknown = dataset.vocab.unknown_words(dataset.word_ids())
+    unknown = split_run.data.unknown_words(args.split)
     print(
         f"wrote {args.out}: {len(records)} sentences in {paragraphs} paragraphs "
         f"({data.dataset} {args.split}); {unknown.describe()}"

@@ -20,7 +20,7 @@ from higround.data.schema import GroundingDataset, Paragraph
 from higround.engine.config import Config
 from higround.errors import ConfigError
 from higround.text.embeddings import read_word_vectors
-from higround.text.vocab import Vocabulary, log_unknown_words
+from higround.text.vocab import UnknownWords, Vocabulary, log_unknown_words
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class GroundingDataModule(L.LightningDataModule):
         self._store: FeatureStore | None = None
         self._annotations: dict[str, GroundingDataset] = {}
         self._datasets: dict[str, ParagraphDataset] = {}
+        self._unknown: dict[str, UnknownWords] = {}
 
     def annotations(self, split: str) -> GroundingDataset:
         """The annotations of ``split`` as loaded by the reader, cut to the first ``data.limit``
@@ -159,8 +160,16 @@ class GroundingDataModule(L.LightningDataModule):
             self._datasets[split] = ParagraphDataset(
                 self.samples(split), self.store, self.vocab, self.num_clips
             )
-            log_unknown_words(f"split {split!r}", self.vocab, self._datasets[split].word_ids(), log)
+            self._unknown[split] = log_unknown_words(
+                f"split {split!r}", self.vocab, self._datasets[split].word_ids(), log
+            )
         return self._datasets[split]
+
+    def unknown_words(self, split: str) -> UnknownWords:
+        """The unknown-word counts of ``split`` against the vocabulary (counted, and logged, once
+        when its dataset is built)."""
+        self.dataset(split)
+        return self._unknown[split]
 
     def setup(self, stage: str) -> None:
         """Build the datasets ``stage`` needs (on every rank)."""

@@ -162,11 +162,12 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
     so that ``epoch=NNN.ckpt`` and ``last.ckpt`` hold its state *after* the epoch's validation and a
     run resumed from them still knows that epoch's score. A retrained epoch overwrites its file.
 
+    Accelerator and strategy names are checked before, by :func:`fit` (:func:`check_trainer_settings`).
+
     Raises:
-        ConfigError: Lightning refuses the hardware settings (an unknown accelerator or strategy, more
-            devices than the machine has, ...), naming the ``trainer.*`` keys and Lightning's reason.
+        ConfigError: Lightning refuses the hardware settings (more devices than the machine has, a
+            device list for the CPU, ...), naming the ``trainer.*`` keys and Lightning's reason.
     """
-    check_trainer_settings(config)
     trainer_config = config.trainer
     has_val = config.data.val_split is not None
     checkpoints = directory / "checkpoints"
