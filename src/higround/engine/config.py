@@ -119,18 +119,49 @@ class TextConfig:
         _at_least(self, "text", ("min_count", "max_vocab"), 1)
 
 
+SCHEDULERS = ("none", "plateau")
+
+
 @dataclass
 class OptimConfig:
-    """Adam (HSCNet 4.2: learning rate 1e-4, no weight decay)."""
+    """Adam (HSCNet 4.2: learning rate 1e-4, no weight decay), optionally with ReduceLROnPlateau.
+
+    Attributes:
+        lr, weight_decay: Adam's.
+        scheduler: ``none`` (a constant rate) or ``plateau``: ``torch.optim.lr_scheduler.
+            ReduceLROnPlateau`` stepped after every validation on ``plateau_monitor`` (a logged
+            metric such as ``val/loss`` or ``val/mIoU``), in direction ``plateau_mode``, multiplying the
+            rate by ``plateau_factor`` after ``plateau_patience`` validations without improvement
+            (2D-TAN's recipes; docs/tan2d.md).
+    """
 
     lr: float = 1e-4
     weight_decay: float = 0.0
+    scheduler: str = "none"
+    plateau_monitor: str = "val/loss"
+    plateau_mode: str = "min"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ConfigError(f"config: optim.lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"config: optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"config: optim.scheduler must be one of {list(SCHEDULERS)}, got {self.scheduler!r}"
+            )
+        if self.plateau_mode not in ("min", "max"):
+            raise ConfigError(f"config: optim.plateau_mode must be min or max, got {self.plateau_mode!r}")
+        if not 0 < self.plateau_factor < 1:
+            raise ConfigError(f"config: optim.plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        _at_least(self, "optim", ("plateau_patience",), 0)
+        if not self.plateau_monitor.startswith("val/"):
+            raise ConfigError(
+                "config: optim.plateau_monitor must be a validation metric (val/loss, val/mIoU, "
+                f"val/R1@<m>), got {self.plateau_monitor!r}"
+            )
 
 
 @dataclass

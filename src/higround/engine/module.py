@@ -90,10 +90,25 @@ class GroundingModule(L.LightningModule):
         self.log_dict({f"val/{k}": float(v) for k, v in metrics.items() if k != "mIoU"}, sync_dist=True)
         self.log("val/mIoU", float(metrics["mIoU"]), prog_bar=True, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``)."""
+    def configure_optimizers(self) -> Any:
+        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``), with
+        ReduceLROnPlateau on ``optim.plateau_monitor`` after every validation when
+        ``optim.scheduler`` is ``plateau``."""
+        optim = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        if optim.scheduler == "none":
+            return optimizer
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max" if optim.plateau_mode == "max" else "min",
+            factor=optim.plateau_factor,
+            patience=optim.plateau_patience,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": plateau, "monitor": optim.plateau_monitor, "interval": "epoch"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the config and the vocabulary beside the weights."""

@@ -15,8 +15,8 @@ that evaluator lands (:data:`RETRIEVAL`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from torch import Tensor, nn
@@ -33,6 +33,9 @@ TASKS = (GROUNDING, RETRIEVAL)
 # Where a family's nn.Module keeps its word embedding (the initial word vectors) in its state dict:
 # a checkpoint rebuilds the model from its weights alone, and a resumed run reuses the vectors.
 EMBEDDING_KEY = "embedding.weight"
+
+
+D = TypeVar("D")
 
 
 class FamilyConfig(Protocol):
@@ -57,6 +60,40 @@ class FamilyConfig(Protocol):
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
         """The config of ``data``; ConfigError for an unknown key or a value out of range."""
         ...
+
+
+def config_from_dict(cls: type[D], data: Mapping[str, Any], label: str) -> D:
+    """``cls(**data)`` for a family's config dataclass, every failure a :class:`ConfigError`.
+
+    ``label`` starts each message (``"tan2d config"``). Unknown keys are refused by name; a
+    ``loss_weights`` mapping is copied; the dataclass's ``__post_init__`` checks the ranges.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
+    if not is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} is not a dataclass")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"{label}: unknown key(s) {unknown}")
+    values = dict(data)
+    if "loss_weights" in values:
+        if not isinstance(values["loss_weights"], Mapping):
+            raise ConfigError(f"{label}: loss_weights must be a mapping of term to weight")
+        values["loss_weights"] = dict(values["loss_weights"])
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"{label}: {err}") from err
+
+
+def check_loss_weights(label: str, weights: Mapping[str, float], terms: Sequence[str]) -> None:
+    """Refuse a weight for a term the loss does not return, or a negative weight (ConfigError)."""
+    unknown = sorted(set(weights) - set(terms))
+    if unknown:
+        raise ConfigError(f"{label}: unknown loss_weights {unknown}; known: {list(terms)}")
+    negative = sorted(k for k, w in weights.items() if not w >= 0)
+    if negative:
+        raise ConfigError(f"{label}: loss_weights must be >= 0, not for {negative}")
 
 
 C = TypeVar("C", bound=FamilyConfig)

@@ -1,5 +1,5 @@
 """Blocks shared by every model family: multi-head attention on SDPA, a transformer layer, an MLP,
-masked group pooling, and a span head.
+masked group pooling, a span head, and packed LSTMs (:func:`run_lstm`, :func:`encode_lstm`).
 
 "Share the block, vary the head": a model builds its encoders from :class:`AttentionLayer`, its
 predictors from :class:`MLP`, regresses normalised spans with :class:`SpanHead` and pools tokens
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # Knee of the learned cosine-attention sharpness sigma (see MultiHeadAttention.sharpness): above it
 # sigma = exp(log_sigma) exactly; below it sigma bends smoothly towards SHARPNESS_KNEE / 2, so the
@@ -267,3 +268,24 @@ class SpanHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in_dim)`` features to ``(..., 2)`` spans."""
         return spans_from_logits(self.mlp(x))
+
+
+def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
+    """Run a batch-first ``lstm`` on ``(N, L, F)`` sequences of ``lengths`` ``(N,)`` (all >= 1).
+
+    Sequences are packed so padding never enters the recurrence; outputs past a sequence's length
+    are zeros. Returns ``(N, L, H)`` (``H``: hidden size times directions).
+    """
+    return encode_lstm(lstm, x, lengths)[0]
+
+
+def encode_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`run_lstm` with the final state: ``(N, L, H)`` outputs and ``(N, H)`` the last layer's
+    state after each sequence's last real step (bidirectional: ``[forward after the last step;
+    backward after the first]``, the sentence vector of 2D-TAN and LGI)."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, (h_n, _) = lstm(packed)
+    padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    directions = 2 if lstm.bidirectional else 1
+    final = h_n[-directions:].transpose(0, 1).reshape(x.shape[0], -1)  # (N, H * directions)
+    return padded, final

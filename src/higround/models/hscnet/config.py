@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from higround.errors import ConfigError
+from higround.models.family import check_loss_weights, config_from_dict
 
 # Names of the loss terms returned by :class:`higround.losses.HSCNetLoss` (besides "total"); the
 # keys accepted in :attr:`HSCNetConfig.loss_weights`.
@@ -109,12 +110,7 @@ class HSCNetConfig:
             raise ConfigError(f"hscnet config: temperature must be > 0, got {self.temperature}")
         if not self.sharpness_init > 0:
             raise ConfigError(f"hscnet config: sharpness_init must be > 0, got {self.sharpness_init}")
-        unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
-        if unknown:
-            raise ConfigError(f"hscnet config: unknown loss_weights {unknown}; known: {list(LOSS_TERMS)}")
-        negative = sorted(k for k, w in self.loss_weights.items() if not w >= 0)
-        if negative:
-            raise ConfigError(f"hscnet config: loss_weights must be >= 0, not for {negative}")
+        check_loss_weights("hscnet config", self.loss_weights, LOSS_TERMS)
 
     @property
     def ffn_hidden(self) -> int:
@@ -153,16 +149,4 @@ class HSCNetConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HSCNetConfig:
         """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"hscnet config: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"hscnet config: unknown key(s) {unknown}")
-        values = dict(data)
-        if "loss_weights" in values:
-            values["loss_weights"] = dict(values["loss_weights"])
-        try:
-            return cls(**values)
-        except TypeError as err:
-            raise ConfigError(f"hscnet config: {err}") from err
+        return config_from_dict(cls, data, "hscnet config")

@@ -6,22 +6,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from higround.models.hscnet.config import HSCNetConfig
-from higround.models.layers import MultiHeadAttention, SpanHead
-
-
-def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
-    """Run a batch-first ``lstm`` on ``(N, L, F)`` sequences of ``lengths`` ``(N,)`` (all >= 1).
-
-    Sequences are packed so padding never enters the recurrence; outputs past a sequence's length
-    are zeros. Returns ``(N, L, H)``.
-    """
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return padded
+from higround.models.layers import MultiHeadAttention, SpanHead, run_lstm
 
 
 def scatter_words(
