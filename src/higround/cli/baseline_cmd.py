@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from higround.baselines.prior import FALLBACK_LEVELS, KEYED_BY, PositionPrior
-from higround.cli.evaluate_cmd import add_report_arguments, hit_rule, print_report, write_metrics_json
+from higround.cli.evaluate_cmd import (
+    add_report_arguments,
+    exclusive_rule,
+    hit_rule,
+    print_report,
+    write_metrics_json,
+)
 from higround.data.readers import available_datasets, load_dataset
 from higround.data.schema import GroundingDataset
 from higround.io import check_writable
@@ -72,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
         zip(FALLBACK_LEVELS, np.bincount(level, minlength=len(FALLBACK_LEVELS)).tolist(), strict=True)
     )
     thresholds = check_thresholds(args.thresholds) if args.thresholds else thresholds_for(args.dataset)
-    metrics = evaluate(records, test, thresholds, inclusive=not args.exclusive)
+    metrics = evaluate(records, test, thresholds, inclusive=not exclusive_rule(args))
     meta = {"baseline": "prior", **prior.describe(), "keyed": used}
     if args.out:
         write_predictions(args.out, records, dataset=args.dataset, split=test.split, meta=meta)
     notes = [d.report.summary() for d in (train, test) if d.report.clamped or d.report.skipped]
     notes.append("predictions keyed by " + ", ".join(f"{k}: {v}" for k, v in used.items()))
-    rule = hit_rule(args.exclusive)
+    rule = hit_rule(exclusive_rule(args))
     print_report(
         metrics,
         title=(

@@ -41,8 +41,22 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thresholds", type=float, nargs="+", metavar="M", help="tIoU thresholds (default: the dataset's)"
     )
-    parser.add_argument("--exclusive", action="store_true", help="a hit needs IoU > m (default IoU >= m)")
+    rule = parser.add_mutually_exclusive_group()
+    rule.add_argument(
+        "--exclusive",
+        action="store_const",
+        const=True,
+        help="a hit needs IoU > m (2D-TAN's rule; default IoU >= m, or a checkpoint's eval.inclusive)",
+    )
+    rule.add_argument(
+        "--inclusive", dest="exclusive", action="store_const", const=False, help="a hit needs IoU >= m"
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+
+
+def exclusive_rule(args: argparse.Namespace, inclusive: bool = True) -> bool:
+    """Whether a hit needs IoU > m: ``--exclusive``/``--inclusive`` when given, else not ``inclusive``."""
+    return bool(args.exclusive) if args.exclusive is not None else not inclusive
 
 
 def hit_rule(exclusive: bool) -> str:
@@ -171,10 +185,11 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     alignment = align_predictions(split_run.records(args.split), dataset)
     given = args.thresholds or split_run.config.eval.thresholds
     thresholds = check_thresholds(given) if given else thresholds_for(name)
+    exclusive = exclusive_rule(args, split_run.config.eval.inclusive)
     metrics = score_alignment(
-        alignment, thresholds=thresholds, inclusive=not args.exclusive, nms_threshold=args.nms_threshold
+        alignment, thresholds=thresholds, inclusive=not exclusive, nms_threshold=args.nms_threshold
     )
-    rule = hit_rule(args.exclusive)
+    rule = hit_rule(exclusive)
     notes = [dataset.report.summary()] if dataset.report.clamped or dataset.report.skipped else []
     unknown = split_run.data.unknown_words(args.split)
     notes.append(f"split {args.split!r}: {unknown.describe()} (words outside the checkpoint's vocabulary)")
@@ -215,7 +230,7 @@ def run_predictions(args: argparse.Namespace) -> int:
     )
     thresholds = check_thresholds(args.thresholds) if args.thresholds else thresholds_for(name)
     metrics = score_alignment(
-        alignment, thresholds=thresholds, inclusive=not args.exclusive, nms_threshold=args.nms_threshold
+        alignment, thresholds=thresholds, inclusive=not exclusive_rule(args), nms_threshold=args.nms_threshold
     )
     notes = []
     if predictions.dataset not in (None, name):
@@ -237,7 +252,7 @@ def run_predictions(args: argparse.Namespace) -> int:
             f"{len(set_aside)} prediction(s) for the skipped bad record(s) not scored (their ground truth "
             f"is bad): {_keys(set_aside)}"
         )
-    rule = hit_rule(args.exclusive)
+    rule = hit_rule(exclusive_rule(args))
     print_report(
         metrics,
         title=(

@@ -255,9 +255,12 @@ class EvalConfig:
 
     Attributes:
         thresholds: tIoU thresholds of the R1@m columns (null: the dataset's Table 1 columns).
+        inclusive: a hit is IoU >= m (true: LGI, Moment-DETR, HSCNet's peers) or IoU > m (false:
+            2D-TAN's rule); validation and ``evaluate --checkpoint`` use it unless told otherwise.
     """
 
     thresholds: list[float] | None = None
+    inclusive: bool = True
 
     def __post_init__(self) -> None:
         if self.thresholds is not None and not all(0 < t <= 1 for t in self.thresholds):

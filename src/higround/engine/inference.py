@@ -154,11 +154,15 @@ def predict_loader(
 
 
 def score(
-    predictions: SentencePredictions, dataset: str, thresholds: Sequence[float] | None = None
+    predictions: SentencePredictions,
+    dataset: str,
+    thresholds: Sequence[float] | None = None,
+    inclusive: bool = True,
 ) -> dict[str, float]:
     """``R1@m`` and ``mIoU`` (fractions) of the final spans, by :func:`higround.metrics.grounding_metrics`.
 
-    ``thresholds`` default to the benchmark's Table 1 columns (:func:`higround.metrics.thresholds_for`).
+    ``thresholds`` default to the benchmark's Table 1 columns (:func:`higround.metrics.thresholds_for`);
+    ``inclusive``: a hit is IoU >= m, else IoU > m.
     """
     columns = thresholds if thresholds is not None else thresholds_for(dataset)
-    return grounding_metrics(predictions.spans, predictions.targets, columns)
+    return grounding_metrics(predictions.spans, predictions.targets, columns, inclusive)

@@ -84,31 +84,18 @@ class GroundingModule(L.LightningModule):
         self._val_parts = []
         if len(predictions) == 0:
             return
-        metrics = score(predictions, self.config.data.dataset, self.config.eval.thresholds)
+        evaluation = self.config.eval
+        metrics = score(predictions, self.config.data.dataset, evaluation.thresholds, evaluation.inclusive)
         # Every rank holds the same gathered set, hence the same values: the mean over ranks
         # (sync_dist) leaves them unchanged and keeps Lightning from warning.
         self.log_dict({f"val/{k}": float(v) for k, v in metrics.items() if k != "mIoU"}, sync_dist=True)
         self.log("val/mIoU", float(metrics["mIoU"]), prog_bar=True, sync_dist=True)
 
-    def configure_optimizers(self) -> Any:
-        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``), with
-        ReduceLROnPlateau on ``optim.plateau_monitor`` after every validation when
-        ``optim.scheduler`` is ``plateau``."""
-        optim = self.config.optim
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``); the optional
+        plateau schedule is :class:`higround.engine.trainer.PlateauSchedule`."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
-        if optim.scheduler == "none":
-            return optimizer
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max" if optim.plateau_mode == "max" else "min",
-            factor=optim.plateau_factor,
-            patience=optim.plateau_patience,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": plateau, "monitor": optim.plateau_monitor, "interval": "epoch"},
-        }
+        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the config and the vocabulary beside the weights."""

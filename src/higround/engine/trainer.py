@@ -101,6 +101,60 @@ class RecipeEarlyStopping(EarlyStopping):
         self.patience = patience
 
 
+class PlateauSchedule(Callback):
+    """``optim.scheduler: plateau``: ReduceLROnPlateau stepped on a validation metric after every
+    validation, before the epoch's checkpoints are written.
+
+    Lightning's own scheduler handling steps it after the checkpoints, so ``last.ckpt`` would miss the
+    epoch's step and a resumed run would train at another rate than an uninterrupted one; as a
+    callback (run before the checkpoint callbacks) its state is in every checkpoint and restored.
+    """
+
+    def __init__(self, monitor: str, mode: str, factor: float, patience: int) -> None:
+        """The settings of ``torch.optim.lr_scheduler.ReduceLROnPlateau`` and the metric it reads."""
+        self.monitor, self.mode, self.factor, self.patience = monitor, mode, factor, patience
+        self.scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._restored: dict[str, Any] | None = None
+
+    @property
+    def state_key(self) -> str:
+        """One schedule per run."""
+        return "PlateauSchedule"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Build the schedule on the (restored) optimiser, with the checkpoint's state if resumed."""
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            trainer.optimizers[0],
+            mode="max" if self.mode == "max" else "min",
+            factor=self.factor,
+            patience=self.patience,
+        )
+        if self._restored is not None:
+            self.scheduler.load_state_dict(self._restored)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Step on the monitored metric of the validation just done (not the sanity check)."""
+        if trainer.sanity_checking or self.scheduler is None:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            known = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val/")))
+            raise ConfigError(
+                f"config: optim.plateau_monitor {self.monitor!r} is not logged; logged: {known}"
+            )
+        self.scheduler.step(float(value))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state (best value, bad-epoch count), or what was restored before it exists."""
+        if self.scheduler is not None:
+            return dict(self.scheduler.state_dict())
+        return dict(self._restored or {})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's state until the optimiser exists (:meth:`on_train_start`)."""
+        self._restored = dict(state_dict)
+
+
 def resolve_accelerator(config: Config) -> str:
     """``trainer.accelerator``, with ``auto`` resolved to ``gpu`` when CUDA is available, else ``cpu``."""
     name = config.trainer.accelerator
@@ -131,7 +185,7 @@ def check_trainer_settings(config: Config) -> None:
     know, naming the key and the names it knows; cheap, so :func:`fit` calls it before reading data.
 
     Raises:
-        ConfigError: an unknown accelerator or strategy name.
+        ConfigError: an unknown accelerator or strategy name; a plateau schedule without validation.
     """
     trainer = config.trainer
     # The names Lightning's Trainer accepts: its registries plus the aliases it takes itself.
@@ -146,6 +200,11 @@ def check_trainer_settings(config: Config) -> None:
         raise ConfigError(
             f"config: trainer.strategy={trainer.strategy} is not a strategy of Lightning {L.__version__}; "
             f"known: {', '.join(strategies)}"
+        )
+    if config.optim.scheduler == "plateau" and config.data.val_split is None:
+        raise ConfigError(
+            "config: optim.scheduler=plateau steps on a validation metric, but data.val_split is null; "
+            "set data.val_split or optim.scheduler=none"
         )
 
 
@@ -195,6 +254,13 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
         ),
         ThroughputCallback(),
     ]
+    optim = config.optim
+    if optim.scheduler == "plateau":
+        callbacks.append(
+            PlateauSchedule(
+                optim.plateau_monitor, optim.plateau_mode, optim.plateau_factor, optim.plateau_patience
+            )
+        )
     if has_val and trainer_config.early_stopping_patience is not None:
         callbacks.append(
             RecipeEarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
