@@ -8,12 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fake_family import FAKE_FAMILY
 from higround.cli.main import main
 from higround.data.readers import load_dataset
 from higround.data.synthetic import SyntheticConfig
-from higround.demo import MetricsRow, ensure_dataset, format_table, run_demo, split_overrides
+from higround.demo import (
+    DEFAULT_CONFIG,
+    MetricsRow,
+    demo_recipe,
+    ensure_dataset,
+    format_table,
+    run_demo,
+    split_overrides,
+)
 from higround.errors import ConfigError
 from higround.metrics import read_predictions
+from higround.models import registry
 
 TINY = [
     "synthetic.train_videos=12",
@@ -104,6 +114,21 @@ def test_overrides_are_routed_and_checked() -> None:
 def test_missing_recipe_fails_before_writing_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml not found"):
         run_demo(tmp_path / "out", config_path=tmp_path / "nope.yaml")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_model_picks_its_family_recipe_and_must_agree_with_a_given_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert demo_recipe(None, None) == DEFAULT_CONFIG
+    assert demo_recipe("hscnet", None) == DEFAULT_CONFIG
+    with pytest.raises(ConfigError, match=r"demo --model: 'tan9d' is not a model family.*known: .*hscnet"):
+        run_demo(tmp_path / "out", model="tan9d")
+    monkeypatch.setitem(registry.FAMILIES, "fake", FAKE_FAMILY)
+    with pytest.raises(ConfigError, match=r"configs/fake/synthetic\.yaml not found"):
+        run_demo(tmp_path / "out", model="fake")
+    with pytest.raises(ConfigError, match=r"--model fake but the recipe .* trains model\.family=hscnet"):
+        run_demo(tmp_path / "out", model="fake", config_path=DEFAULT_CONFIG)
     assert not (tmp_path / "out").exists()
 
 

@@ -61,8 +61,11 @@ __all__ = [
 ]
 
 DATASET = "activitynet_captions"  # the layout the generator writes
-# The recipe beside the package in a source checkout (the README's command runs from one).
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hscnet" / "synthetic.yaml"
+# The recipes beside the package in a source checkout (the README's command runs from one): a
+# family's demo recipe is configs/<family>/synthetic.yaml.
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_MODEL = "hscnet"
+DEFAULT_CONFIG = CONFIGS / DEFAULT_MODEL / "synthetic.yaml"
 SYNTHETIC_PREFIX = "synthetic."
 METRICS_FORMAT = "higround.demo.v1"
 
@@ -133,6 +136,28 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         # Values are read as recipe overrides are (YAML, or the text itself when it is not YAML).
         knobs[key] = parse_overrides([item])["synthetic"][key]
     return knobs, recipe
+
+
+def demo_recipe(model: str | None, config_path: str | Path | None) -> Path:
+    """The recipe a demo trains: ``config_path`` when given, else ``configs/<model>/synthetic.yaml``
+    (``model`` default ``hscnet``).
+
+    Raises:
+        ConfigError: ``model`` is not a family of the table (naming the known ones), or the recipe
+            file is missing (the recipes live in a source checkout, not in the wheel).
+    """
+    from higround.models.registry import get_family  # the models pull in torch
+
+    if model is not None:
+        get_family(model, where="demo --model")
+    if config_path is not None:
+        return Path(config_path)
+    recipe = CONFIGS / (model or DEFAULT_MODEL) / "synthetic.yaml"
+    if not recipe.is_file():
+        raise ConfigError(
+            f"demo: recipe {recipe} not found; run from a checkout of higround or pass --config FILE"
+        )
+    return recipe
 
 
 def ensure_dataset(root: Path, config: SyntheticConfig) -> tuple[SyntheticPaths, bool]:
@@ -253,6 +278,7 @@ def run_demo(
     seed: int = 0,
     overrides: Sequence[str] = (),
     config_path: str | Path | None = None,
+    model: str | None = None,
     paragraphs: int = 3,
     progress_bar: bool = True,
 ) -> DemoResult:
@@ -262,7 +288,9 @@ def run_demo(
         out_dir: the demo folder (a previous demo's training run in it is replaced).
         seed: seeds the procedural set and the training run.
         overrides: recipe ``key=value`` overrides, and ``synthetic.KEY=VALUE`` generator knobs.
-        config_path: the recipe (default ``configs/hscnet/synthetic.yaml``).
+        config_path: the recipe (default ``configs/<model>/synthetic.yaml``).
+        model: the model family to train (default ``hscnet``); with ``config_path``, the recipe must
+            name it.
         paragraphs: test paragraphs drawn in the timeline.
         progress_bar: show Lightning's progress bar while training.
 
@@ -278,7 +306,7 @@ def run_demo(
 
     if paragraphs < 1:
         raise ConfigError(f"demo: paragraphs must be >= 1 (panels in the picture), got {paragraphs}")
-    recipe = Path(config_path) if config_path is not None else DEFAULT_CONFIG
+    recipe = demo_recipe(model, config_path)
     if not recipe.is_file():
         # The recipes live in the repository's configs/, not in the wheel: fail before writing data.
         raise ConfigError(
@@ -288,9 +316,13 @@ def run_demo(
     knobs, recipe_overrides = split_overrides(overrides)
     synthetic = SyntheticConfig(**{"seed": seed, **knobs})
     # A bad recipe or override fails here, before any data is written.
-    dataset = load_config(recipe, recipe_overrides).data.dataset
-    if dataset != DATASET:
-        raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {dataset}")
+    checked = load_config(recipe, recipe_overrides)
+    if checked.data.dataset != DATASET:
+        raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {checked.data.dataset}")
+    if model is not None and checked.family.name != model:
+        raise ConfigError(
+            f"demo: --model {model} but the recipe {recipe} trains model.family={checked.family.name}"
+        )
     out = check_writable(out_dir, "demo --out", directory=True)
     data, _ = ensure_dataset(out / "data", synthetic)
     seconds = {"data": time.perf_counter() - started}
@@ -339,7 +371,10 @@ def run_demo(
         write_predictions(path, records, dataset=DATASET, split=test.split, meta=prior.describe())
         predictions[f"prior {keyed_by}"] = path
         rows_out.append(MetricsRow(label, evaluate(records, test, thresholds)))
-    rows_out.append(MetricsRow(f"{family.title} final", evaluate(final, test, thresholds)))
+    levels = bool(sentence_level) or (bool(final) and final[0].paragraph_span is not None)
+    # "final" tells the answer from the other levels; a one-level model's row is just its name.
+    label = f"{family.title} final" if levels else family.title
+    rows_out.append(MetricsRow(label, evaluate(final, test, thresholds)))
     if sentence_level:
         rows_out.append(
             MetricsRow(f"{family.title} sentence-level", evaluate(sentence_level, test, thresholds))
@@ -372,6 +407,8 @@ def run_demo(
         "thresholds": list(thresholds),
         "synthetic": json.loads(json.dumps(asdict(synthetic))),
         "recipe": str(recipe),
+        "model": family.name,
+        "unit": config.data.unit or family.unit,
         "overrides": list(overrides),
         "checkpoint": str(result.best_checkpoint),
         "best_val_mIoU": result.best_score,

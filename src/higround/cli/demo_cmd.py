@@ -1,11 +1,12 @@
-"""``higround demo``: train HSCNet on the procedural benchmark on a CPU and compare it with the prior.
+"""``higround demo``: train a model family on the procedural benchmark on a CPU, next to the prior.
 
-``higround demo [--out runs/demo] [--seed 0] [--config FILE] [--paragraphs 3] [KEY=VALUE ...]``
-writes the procedural set (kept when unchanged), trains ``configs/hscnet/synthetic.yaml`` with the
-ordinary engine, scores the test split with the one evaluator next to the text-blind priors, prints
-the table and writes metrics, predictions and a timeline picture under ``--out`` (docs/demo.md).
-Overrides are recipe keys (``trainer.max_epochs=2``) or generator knobs (``synthetic.noise=2``).
-The logic lives in :mod:`higround.demo`.
+``higround demo [--out runs/demo] [--seed 0] [--model hscnet|tan2d|lgi] [--config FILE]
+[--paragraphs 3] [KEY=VALUE ...]`` writes the procedural set (kept when unchanged), trains the
+family's ``configs/<family>/synthetic.yaml`` (HSCNet by default) with the ordinary engine, scores
+the test split with the one evaluator next to the text-blind priors, prints the table and writes
+metrics, predictions and a timeline picture under ``--out`` (docs/demo.md). Overrides are recipe
+keys (``trainer.max_epochs=2``) or generator knobs (``synthetic.noise=2``). The logic lives in
+:mod:`higround.demo`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the data and the training run"
     )
-    parser.add_argument("--config", help="training recipe (default configs/hscnet/synthetic.yaml)")
+    parser.add_argument(
+        "--model",
+        metavar="FAMILY",
+        help="model family: hscnet (default), tan2d, lgi; its recipe is configs/FAMILY/synthetic.yaml",
+    )
+    parser.add_argument("--config", help="training recipe (default configs/<--model>/synthetic.yaml)")
     parser.add_argument(
         "--paragraphs", type=positive_int, default=3, help="test paragraphs drawn (default 3)"
     )
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         overrides=args.overrides,
         config_path=args.config,
+        model=args.model,
         paragraphs=args.paragraphs,
         progress_bar=not args.no_progress_bar,
     )
