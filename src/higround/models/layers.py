@@ -289,3 +289,8 @@ def encode_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tens
     directions = 2 if lstm.bidirectional else 1
     final = h_n[-directions:].transpose(0, 1).reshape(x.shape[0], -1)  # (N, H * directions)
     return padded, final
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of parameters of ``model`` (only those with ``requires_grad`` unless told otherwise)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

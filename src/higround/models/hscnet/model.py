@@ -112,8 +112,3 @@ class HSCNet(nn.Module):
             sentence_similarity=sentence_similarity,
             paragraph_similarity=paragraph_similarity,
         )
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of parameters of ``model`` (only those with ``requires_grad`` unless told otherwise)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
