@@ -133,3 +133,21 @@ def test_the_command_line_hit_rule_overrides_the_checkpoint_recipe() -> None:
     assert exclusive_rule(argparse.Namespace(exclusive=None)) is False
     assert exclusive_rule(argparse.Namespace(exclusive=False), inclusive=False) is False
     assert exclusive_rule(argparse.Namespace(exclusive=True), inclusive=True) is True
+
+
+def test_only_the_newest_epoch_checkpoints_are_kept_when_asked(
+    tmp_path: Path, shared_data: Path, tacos_features: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(registry.FAMILIES, "fake", FAKE_FAMILY)
+    recipe = read_yaml(CONFIGS / "tacos.yaml")
+    recipe.pop("model")
+    overrides = [
+        *_fake_overrides(shared_data, tacos_features, tmp_path),
+        "trainer.max_epochs=4",
+        "trainer.keep_epoch_checkpoints=2",
+    ]
+    result = fit(Config.from_dict(merge(recipe, parse_overrides(overrides))))
+    names = sorted(p.name for p in (result.run_dir / "checkpoints").glob("*.ckpt"))
+    assert names == ["best.ckpt", "epoch=002.ckpt", "epoch=003.ckpt", "last.ckpt"]
+    with pytest.raises(ConfigError, match=r"trainer\.keep_epoch_checkpoints must be >= 1"):
+        Config.from_dict(merge(recipe, parse_overrides(["trainer.keep_epoch_checkpoints=0"])))

@@ -305,3 +305,15 @@ def test_l2_normalize_rows() -> None:
     np.testing.assert_allclose(out * np.linalg.norm(x, axis=1, keepdims=True), x, rtol=1e-5)
     np.testing.assert_array_equal(l2_normalize(np.zeros((2, 3))), 0.0)  # zero rows stay zero
     np.testing.assert_allclose(l2_normalize(np.array([[3.0, 4.0]])), [[0.6, 0.8]])
+
+
+def test_npy_folder_reads_lgi_i3d_files_with_singleton_axes(tmp_path: Path) -> None:
+    # LGI's released Charades I3D features are (T, 1, 1, 1024); its loader squeezes them.
+    x = RNG.normal(size=(5, 1, 1, 1024)).astype(np.float32)
+    np.save(tmp_path / "AO8RW.npy", x)
+    np.save(tmp_path / "BAD00.npy", RNG.normal(size=(5, 2, 1024)).astype(np.float32))
+    store = open_store(tmp_path)
+    assert store.dim == 1024
+    np.testing.assert_array_equal(store.get("AO8RW"), x.reshape(5, 1024))
+    with pytest.raises(DataError, match=r"'BAD00' have shape \(5, 2, 1024\), expected \(T >= 1, D >= 1\)"):
+        store.get("BAD00")

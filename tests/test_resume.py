@@ -61,6 +61,7 @@ def common(shared_data: Path, tacos_features: Path, tiny_model: list[str]) -> li
         "trainer.accelerator=cpu",
         "trainer.progress_bar=false",
         "trainer.early_stopping_patience=null",
+        "trainer.keep_epoch_checkpoints=null",  # every epoch's file: resumes from each are tested
     ]
 
 

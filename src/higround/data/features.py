@@ -117,9 +117,16 @@ class _KeyTemplate:
 
 
 def _check_features(array: np.ndarray, store: str, video_id: str) -> np.ndarray:
-    """``array`` as float32 ``(T, D)``; a wrong shape, dtype or a non-finite value raises DataError."""
+    """``array`` as float32 ``(T, D)``; a wrong shape, dtype or a non-finite value raises DataError.
+
+    Singleton axes between time and channels are dropped: LGI's released Charades I3D files are
+    ``(T, 1, 1, 1024)`` and its loader squeezes them (``JonghwanMun/LGI4temporalgrounding``
+    ``src/dataset/charades.py``).
+    """
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise DataError(f"{store}: features of video {video_id!r} have non-numeric dtype {array.dtype}")
+    if array.ndim > 2 and all(size == 1 for size in array.shape[1:-1]):
+        array = array.reshape(array.shape[0], array.shape[-1])
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise DataError(
             f"{store}: features of video {video_id!r} have shape {array.shape}, expected (T >= 1, D >= 1)"
@@ -225,11 +232,11 @@ class _TemplateStore:
                     f"{self.name}: feature store holds no video (key template {self.template.template!r})"
                 )
             shape = self._shape(ids[0])
-            if len(shape) != 2:
+            if len(shape) < 2 or any(size != 1 for size in shape[1:-1]):  # (T, 1, 1, D) reads as (T, D)
                 raise DataError(
                     f"{self.name}: features of video {ids[0]!r} have shape {shape}, expected (T, D)"
                 )
-            self._dim = int(shape[1])
+            self._dim = int(shape[-1])
         return self._dim
 
     def __repr__(self) -> str:

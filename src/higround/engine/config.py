@@ -179,6 +179,9 @@ class TrainerConfig:
         gradient_clip_val: clip the gradient norm to this value (null: no clipping, as the paper).
         accumulate_grad_batches: batches per optimiser step.
         early_stopping_patience: validations without a better val mIoU before stopping (null: never).
+        keep_epoch_checkpoints: how many of the newest ``epoch=NNN.ckpt`` to keep (null: all); a
+            full-size model's checkpoint with Adam's state is hundreds of MB, and a 500-epoch recipe
+            would fill a disk. ``best.ckpt`` and ``last.ckpt`` are kept whatever the value.
         check_val_every_n_epoch: validate every N epochs.
         log_every_n_steps: logging interval.
         deterministic: ask torch for deterministic kernels.
@@ -194,6 +197,7 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     early_stopping_patience: int | None = 10
+    keep_epoch_checkpoints: int | None = None
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     deterministic: bool = False
@@ -203,6 +207,7 @@ class TrainerConfig:
         keys = ("max_epochs", "num_nodes", "accumulate_grad_batches", "check_val_every_n_epoch")
         _at_least(self, "trainer", (*keys, "log_every_n_steps"), 1)
         _at_least(self, "trainer", ("early_stopping_patience",), 0)
+        _at_least(self, "trainer", ("keep_epoch_checkpoints",), 1)
         if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
             raise ConfigError(f"config: trainer.gradient_clip_val must be > 0, got {self.gradient_clip_val}")
         self._check_devices()
@@ -408,6 +413,7 @@ RESUME_FREE_KEYS = frozenset(
         "trainer.strategy",
         "trainer.precision",
         "trainer.early_stopping_patience",
+        "trainer.keep_epoch_checkpoints",
         "trainer.check_val_every_n_epoch",
         "trainer.log_every_n_steps",
         "trainer.deterministic",

@@ -212,7 +212,8 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
     """The Trainer of ``config`` writing into ``directory``.
 
     Callbacks: the best by val mIoU (``checkpoints/best.ckpt``), a checkpoint after every epoch
-    (``checkpoints/epoch=NNN.ckpt``, plus ``last.ckpt``), EarlyStopping on val mIoU, the throughput
+    (``checkpoints/epoch=NNN.ckpt``, the newest ``trainer.keep_epoch_checkpoints`` of them, plus
+    ``last.ckpt``), EarlyStopping on val mIoU, the throughput
     display. Loggers: TensorBoard (``tensorboard/``) and CSV (``csv/``), a new version per (re)start.
     Every checkpoint is written atomically (:class:`AtomicCheckpointIO`).
 
@@ -231,6 +232,7 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
     has_val = config.data.val_split is not None
     checkpoints = directory / "checkpoints"
     callbacks: list[Callback] = []
+    keep = trainer_config.keep_epoch_checkpoints
     if has_val:
         callbacks.append(
             ModelCheckpoint(
@@ -248,7 +250,10 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
             dirpath=checkpoints,
             filename="epoch={epoch:03d}",
             auto_insert_metric_name=False,
-            save_top_k=-1,
+            # The newest N by epoch number (Lightning's "epoch" is always a monitor candidate).
+            monitor=None if keep is None else "epoch",
+            mode="max",
+            save_top_k=-1 if keep is None else keep,
             save_last=True,
             enable_version_counter=False,
         ),
@@ -439,7 +444,7 @@ def fit(config: Config) -> TrainResult:
     trainer.fit(module, datamodule=data, ckpt_path=config.resume)
 
     checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
-    every = next(c for c in checkpoints if c.monitor is None)
+    every = next(c for c in checkpoints if c.monitor != MONITOR)  # the per-epoch one, with last.ckpt
     best = next((c for c in checkpoints if c.monitor == MONITOR), None)
     last = Path(every.last_model_path) if every.last_model_path else None
     best_path = Path(best.best_model_path) if best is not None and best.best_model_path else last
