@@ -27,6 +27,8 @@ from higround.models import registry
 from higround.models.family import EMBEDDING_KEY, RETRIEVAL, GroundingPredictions
 from higround.models.hscnet import LOSS_TERMS, HSCNet, HSCNetConfig
 from higround.models.hscnet.family import HSCNET_FAMILY
+from higround.models.lgi.family import LGI_FAMILY
+from higround.models.tan2d.family import TAN2D_FAMILY
 from higround.text.vocab import Vocabulary
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hscnet"
@@ -50,7 +52,13 @@ def _vocab() -> Vocabulary:
 
 
 def test_the_table_lists_hscnet_and_its_parts_satisfy_the_contract() -> None:
-    assert registry.FAMILIES == {"hscnet": HSCNET_FAMILY} and registry.DEFAULT_FAMILY == "hscnet"
+    assert registry.FAMILIES == {"hscnet": HSCNET_FAMILY, "tan2d": TAN2D_FAMILY, "lgi": LGI_FAMILY}
+    assert registry.DEFAULT_FAMILY == "hscnet"
+    assert [(f.title, f.unit) for f in registry.FAMILIES.values()] == [
+        ("HSCNet", "paragraph"),
+        ("2D-TAN", "sentence"),
+        ("LGI", "sentence"),
+    ]
     family = registry.get_family("hscnet")
     assert (family.name, family.title, family.task) == ("hscnet", "HSCNet", "grounding")
     assert family.config_class is HSCNetConfig
@@ -76,7 +84,7 @@ def test_the_table_lists_hscnet_and_its_parts_satisfy_the_contract() -> None:
 
 def test_an_unknown_family_is_one_line_naming_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"model\.family: 'tan9d' is not a model family.*known: hscnet"
+        ConfigError, match=r"model\.family: 'tan9d' is not a model family.*known: hscnet, lgi, tan2d"
     ) as err:
         load_config(CONFIGS / "tacos.yaml", ["model.family=tan9d"])
     assert "\n" not in str(err.value)
@@ -84,7 +92,7 @@ def test_an_unknown_family_is_one_line_naming_the_known_ones(tmp_path: Path) -> 
     recipe.write_text("model:\n  family: nope\n")
     with pytest.raises(ConfigError, match="'nope' is not a model family"):
         load_config(recipe)
-    with pytest.raises(ConfigError, match="known: hscnet"):
+    with pytest.raises(ConfigError, match="known: hscnet, lgi, tan2d"):
         registry.get_family("nope")
 
 
