@@ -14,7 +14,8 @@ on the values. Timed (median of ``--steps`` after two warm-ups):
 
 Run from the repository root (docs/benchmarks.md holds the figures)::
 
-    python benchmarks/families_speed.py --device cpu --threads 2
+    python benchmarks/families_speed.py --device cpu --threads 2 --batch 1 --steps 2 --warmup 1
+    python benchmarks/families_speed.py --device cuda
     python benchmarks/families_speed.py --recipes configs/tan2d/tacos.yaml --steps 5
 """
 
@@ -33,6 +34,7 @@ import torch
 from higround.data.batch import ParagraphBatch
 from higround.data.batching import ParagraphItem, collate_paragraphs
 from higround.data.dataset import PARAGRAPH
+from higround.data.synthetic import SyntheticConfig
 from higround.engine.config import Config, load_config
 from higround.models import count_parameters
 from higround.models.registry import FAMILIES
@@ -43,15 +45,22 @@ VOCAB = 10_000
 
 
 def default_recipes() -> list[Path]:
-    """Every dataset recipe of every grounding family of the table (procedural ones left out)."""
+    """Every dataset recipe of every family of the table (``base.yaml`` and the procedural
+    ``synthetic*.yaml`` left out; ``*_sscs.yaml`` kept: Sscs's training cost is part of its recipe)."""
     recipes = []
     for name in sorted(FAMILIES):
         folder = CONFIGS / name
-        recipes += [p for p in sorted(folder.glob("*.yaml")) if p.stem not in ("base", "synthetic")]
+        recipes += [
+            p
+            for p in sorted(folder.glob("*.yaml"))
+            if p.stem != "base" and not p.stem.startswith("synthetic")
+        ]
     return recipes
 
 
-def make_batch(config: Config, batch: int, sentences: int, words: int, seed: int = 0) -> ParagraphBatch:
+def make_batch(
+    config: Config, video_dim: int, batch: int, sentences: int, words: int, seed: int = 0
+) -> ParagraphBatch:
     """Random samples of the recipe's shapes (``sentences`` per sample for a paragraph family)."""
     model = config.model
     per_sample = sentences if (config.data.unit or config.family.unit) == PARAGRAPH else 1
@@ -62,7 +71,7 @@ def make_batch(config: Config, batch: int, sentences: int, words: int, seed: int
         ends = starts + 0.1 + 0.2 * torch.rand(per_sample, generator=g)
         items.append(
             ParagraphItem(
-                video=torch.randn(int(model["num_clips"]), int(model["video_dim"]), generator=g),
+                video=torch.randn(int(model["num_clips"]), video_dim, generator=g),
                 words=torch.randint(2, VOCAB, (per_sample * words,), generator=g),
                 sentence_length=torch.full((per_sample,), words),
                 spans=torch.stack([starts, ends.clamp(max=1.0)], -1),
@@ -75,18 +84,29 @@ def make_batch(config: Config, batch: int, sentences: int, words: int, seed: int
     return collate_paragraphs(items)
 
 
-def measure(recipe: Path, device_name: str, steps: int, sentences: int, words: int) -> dict[str, Any]:
-    """Parameters, training-step and one-sample inference times of ``recipe``'s model."""
+def measure(
+    recipe: Path,
+    device_name: str,
+    steps: int,
+    sentences: int,
+    words: int,
+    batch: int | None = None,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """Parameters, training-step and one-sample inference times of ``recipe``'s model (training batch:
+    ``batch`` or the recipe's ``data.batch_size``; ``warmup`` untimed repetitions first)."""
     device = torch.device(device_name)
     config = load_config(recipe)
     family = config.family
-    model_config = family.config({**config.model, "word_dim": WORD_DIM})
+    # A procedural recipe leaves video_dim to the data: its generator's default size.
+    video_dim = int(config.model.get("video_dim") or SyntheticConfig().feature_dim)
+    model_config = family.config({**config.model, "video_dim": video_dim, "word_dim": WORD_DIM})
     torch.manual_seed(0)
     model = family.build_model(model_config, torch.randn(VOCAB, WORD_DIM)).to(device)
     criterion = family.build_loss(model_config).to(device)
-    size = config.data.batch_size
-    train_batch = make_batch(config, size, sentences, words).to(device)
-    one = make_batch(config, 1, sentences, words, seed=1).to(device)
+    size = batch or config.data.batch_size
+    train_batch = make_batch(config, video_dim, size, sentences, words).to(device)
+    one = make_batch(config, video_dim, 1, sentences, words, seed=1).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.optim.lr)
 
@@ -96,13 +116,13 @@ def measure(recipe: Path, device_name: str, steps: int, sentences: int, words: i
 
     def timed(fn: Any) -> float:
         times = []
-        for _ in range(steps + 2):  # two warm-ups
+        for _ in range(steps + warmup):
             sync()
             start = time.perf_counter()
             fn()
             sync()
             times.append(time.perf_counter() - start)
-        return statistics.median(times[2:])
+        return statistics.median(times[warmup:])
 
     def train_step() -> None:
         loss = criterion(model(train_batch), train_batch)["total"]
@@ -126,7 +146,7 @@ def measure(recipe: Path, device_name: str, steps: int, sentences: int, words: i
         "family": family.title,
         "unit": config.data.unit or family.unit,
         "clips": int(config.model["num_clips"]),
-        "video_dim": int(config.model["video_dim"]),
+        "video_dim": video_dim,
         "batch": size,
         "parameters": count_parameters(model),
         "step_ms": 1000 * step,
@@ -160,19 +180,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--steps", type=int, default=10, help="timed repetitions (median)")
+    parser.add_argument("--batch", type=int, help="training batch (default: each recipe's data.batch_size)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
     parser.add_argument("--sentences", type=int, default=4, help="sentences per paragraph sample")
     parser.add_argument("--words", type=int, default=14, help="words per sentence")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     recipes = args.recipes or default_recipes()
-    rows = [measure(r, args.device, args.steps, args.sentences, args.words) for r in recipes]
+    rows = [
+        measure(r, args.device, args.steps, args.sentences, args.words, args.batch, args.warmup)
+        for r in recipes
+    ]
     print(table(rows))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(
         f"\n{device}; torch {torch.__version__}, {torch.get_num_threads()} threads; fp32; median of "
-        f"{args.steps} after 2 warm-ups; {args.words} words per sentence, {args.sentences} sentences per "
-        "paragraph sample; random inputs"
+        f"{args.steps} after {args.warmup} warm-ups; {args.words} words per sentence, "
+        f"{args.sentences} sentences per paragraph sample; random inputs"
     )
     return 0
 

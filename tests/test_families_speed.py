@@ -1,0 +1,42 @@
+"""benchmarks/families_speed.py measures any family's recipe: the parameter count of the model it
+builds, positive timings, the recipe's unit, and the recipe list it covers by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def speed(load_script: Callable[[str], ModuleType]) -> ModuleType:
+    return load_script("families_speed")
+
+
+@pytest.mark.parametrize(
+    ("family", "unit"), [("tan2d", "sentence"), ("lgi", "sentence"), ("hscnet", "paragraph")]
+)
+def test_a_recipe_is_measured_at_its_shapes(speed: ModuleType, family: str, unit: str) -> None:
+    row = speed.measure(
+        CONFIGS / family / "synthetic.yaml", "cpu", steps=1, sentences=2, words=5, batch=2, warmup=0
+    )
+    assert row["unit"] == unit and row["clips"] == 64 and row["batch"] == 2
+    assert row["parameters"] > 0 and row["step_ms"] > 0 and row["inference_ms"] > 0
+    per_sample = 2 if unit == "paragraph" else 1
+    assert row["sentences_per_s"] == pytest.approx(per_sample * row["samples_per_s"])
+    assert f"| {row['recipe']} | " in speed.table([row])
+
+
+def test_every_dataset_recipe_of_every_family_is_covered(speed: ModuleType) -> None:
+    names = {str(p.relative_to(CONFIGS)) for p in speed.default_recipes()}
+    assert {
+        "hscnet/tacos.yaml",
+        "tan2d/charades_sta.yaml",
+        "tan2d/tacos.yaml",
+        "lgi/charades_sta.yaml",
+    } <= names
+    assert not any(n.endswith(("base.yaml", "synthetic.yaml")) for n in names)
