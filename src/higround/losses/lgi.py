@@ -1,6 +1,7 @@
 """LGI's training objective (Mun et al., CVPR 2020, 3.5; official ``TGRegressionCriterion``,
 ``TAGLoss`` and ``DQALoss``): boundary regression, temporal attention guidance, distinct query
-attention, as tensor functions and the :class:`LGILoss` module that weighs them."""
+attention, as tensor functions and the :class:`LGILoss` module that weighs them with the terms of the
+optional Sscs branch (Ding et al., ICCV 2021, eq. 1)."""
 
 from __future__ import annotations
 
@@ -78,12 +79,15 @@ def distinct_query_attention_loss(attention: Tensor, lam: float, mask: Tensor) -
 
 
 class LGILoss(nn.Module):
-    """``boundary + w_tag L_tag + w_dqa L_dqa`` (official weights 1 and 1).
+    """``boundary + w_tag L_tag + w_dqa L_dqa`` (official weights 1 and 1), plus the Sscs terms.
 
     Terms: ``"boundary"`` (SmoothL1 on start and end), ``"tag"`` (when
-    ``temporal_attention_guidance``), ``"dqa"`` (when ``distinct_query_attention``), and ``"total"``,
-    their sum weighted by ``config.loss_weights``. A batch row is one sentence (the sentence unit);
-    rows whose sentence is padding (``sentence_mask`` False) never count.
+    ``temporal_attention_guidance``), ``"dqa"`` (when ``distinct_query_attention``), the Sscs terms
+    the model put in its output (``"sscs_contrast"``, ``"sscs_caption"``: training only, with an
+    ``sscs`` section; weighted by Sscs's lambda_1 and lambda_2), and ``"total"``, their sum weighted
+    by ``config.loss_weights``. A batch row is one sentence (the sentence unit); rows whose sentence
+    is padding (``sentence_mask`` False) never count. In eval mode the output holds no Sscs term,
+    so ``total`` (the validation loss) is LGI's own.
     """
 
     def __init__(self, config: LGIConfig) -> None:
@@ -107,5 +111,6 @@ class LGILoss(nn.Module):
                     "lgi loss: the model output has no phrase attention; model and loss configs differ"
                 )
             terms["dqa"] = distinct_query_attention_loss(output.phrase_attention, config.dqa_lambda, rows)
+        terms.update(output.sscs)
         total = sum((config.weight(name) * value for name, value in terms.items()), spans.new_zeros(()))
         return {**terms, "total": total}

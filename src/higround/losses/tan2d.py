@@ -1,5 +1,6 @@
 """2D-TAN's training objective: binary cross-entropy against rescaled IoU targets (Zhang et al.,
-AAAI 2020, eq. 3; the released ``bce_rescale_loss``, microsoft/2D-TAN ``lib/models/loss.py``)."""
+AAAI 2020, eq. 3; the released ``bce_rescale_loss``, microsoft/2D-TAN ``lib/models/loss.py``), plus
+the terms of the optional Sscs branch (Ding et al., ICCV 2021, eq. 1)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ def masked_bce(logits: Tensor, targets: Tensor, rows: Tensor) -> Tensor:
 
 
 class Tan2DLoss(nn.Module):
-    """``bce``: BCE over the valid cells of every sentence's map (the only term; ``total`` is it
-    times ``loss_weights["bce"]``)."""
+    """``bce``: BCE over the valid cells of every sentence's map (``L^vg`` of Sscs eq. 1), and the
+    Sscs terms the model put in its output (``sscs_contrast``, ``sscs_caption``: training only, with
+    an ``sscs`` section); ``total`` is their sum weighted by ``loss_weights`` (Sscs's lambda_1 and
+    lambda_2 for its terms). In eval mode the output holds no Sscs term, so ``total`` (the
+    validation loss) is the weighted BCE alone."""
 
     def __init__(self, config: Tan2DConfig) -> None:
         """The objective of the model built from ``config`` (``min_iou``, ``max_iou``, weights)."""
@@ -41,10 +45,12 @@ class Tan2DLoss(nn.Module):
         self.config = config
 
     def forward(self, output: Tan2DOutput, batch: ParagraphBatch) -> dict[str, Tensor]:
-        """``{"bce": ..., "total": ...}`` for the one sentence of each row of ``batch``."""
+        """``{"bce": ..., ["sscs_contrast": ..., "sscs_caption": ...,] "total": ...}`` for the one
+        sentence of each row of ``batch`` (terms unweighted, ``total`` weighted)."""
         config = self.config
         targets = rescaled_targets(
             cell_iou(output.cell_spans, batch.spans[:, 0]), config.min_iou, config.max_iou
         )
-        bce = masked_bce(output.cell_logits, targets, batch.sentence_mask[:, 0])
-        return {"bce": bce, "total": config.weight("bce") * bce}
+        terms = {"bce": masked_bce(output.cell_logits, targets, batch.sentence_mask[:, 0]), **output.sscs}
+        total = sum((config.weight(name) * value for name, value in terms.items()), targets.new_zeros(()))
+        return {**terms, "total": total}

@@ -4,7 +4,11 @@ A sentence-grounding family attaches :class:`SscsBranch` to its encoders: it han
 features ``F`` ``(B, T, D_v)``, its sentence vector ``G`` ``(B, D_l)``, the GT clips, the sentence's
 words and the batch's same-video mask, and adds the returned terms to its own loss (eq. 1,
 ``L = L^vg + lambda_1 L^contrast + lambda_2 L^caption``): ``"sscs_contrast"`` and ``"sscs_caption"``,
-weighed by the family's ``loss_weights`` under those names.
+weighed by the family's ``loss_weights`` under those names. 2D-TAN and LGI do it this way: their
+config's ``sscs`` field is a mapping checked by :func:`sscs_section`, their model builds the branch
+when it is given and calls :meth:`SscsBranch.batch_terms` (GT clips, same-video pairs and padded
+rows taken from the batch) inside ``forward`` when training, and their loss adds the terms the
+output carries.
 
 Training-only contract. The family calls the branch only when it is training (``self.training``)
 and never lets its output reach a prediction: inference, evaluation and validation run the base
@@ -18,8 +22,11 @@ docs/sscs.md: the equations, where each is implemented, and every choice the pap
 
 from __future__ import annotations
 
+import contextlib
+import math
+import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -27,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from higround.data.batch import ParagraphBatch
 from higround.errors import ConfigError
 from higround.losses.span import masked_mean
 from higround.losses.sscs import (
@@ -36,6 +44,7 @@ from higround.losses.sscs import (
     SAME_VIDEO_NEGATIVES,
     SUPPORTS,
     caption_nll,
+    gt_clip_mask,
     gtc_contrastive,
     ss_contrastive,
     support_mask,
@@ -94,7 +103,16 @@ class SscsConfig:
     fine_tune_word_vectors: bool = False
 
     def __post_init__(self) -> None:
-        """Check every choice and range; a bad value raises ConfigError naming the field."""
+        """Check every type, choice and range; a bad value raises ConfigError naming the field.
+
+        A recipe's ``model.sscs`` section reaches this class untyped (the families' configs hold it
+        as a mapping), so the types are checked here as the engine checks a recipe's other keys: an
+        integer is accepted for a float (``tau: 1``), and so is a float literal in a string (YAML 1.1
+        reads ``1e-2`` as one).
+        """
+        hints = typing.get_type_hints(SscsConfig)
+        for item in fields(self):
+            setattr(self, item.name, _typed(item.name, getattr(self, item.name), hints[item.name]))
         choices = {
             "contrast": OBJECTIVES,
             "caption": OBJECTIVES,
@@ -109,8 +127,8 @@ class SscsConfig:
                 raise ConfigError(
                     f"sscs config: {name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
-        if not self.tau > 0:
-            raise ConfigError(f"sscs config: tau must be > 0, got {self.tau}")
+        if not 0 < self.tau < math.inf:
+            raise ConfigError(f"sscs config: tau must be a finite number > 0, got {self.tau}")
         for name in ("dim", "decoder_hidden", "gt_encoder_heads", "gt_encoder_ffn_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sscs config: {name} must be >= 1, got {getattr(self, name)}")
@@ -143,6 +161,31 @@ class SscsConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> SscsConfig:
         """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
         return config_from_dict(cls, data, "sscs config")
+
+
+def _typed(name: str, value: Any, kind: Any) -> Any:
+    """``value`` of field ``name`` checked against its type ``kind`` (bool, int, float or str)."""
+    if (kind is bool and isinstance(value, bool)) or (kind is str and isinstance(value, str)):
+        return value
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if kind is float:
+            return float(value)
+        if kind is int and isinstance(value, int):
+            return value
+    raise ConfigError(f"sscs config: {name} must be {kind.__name__}, got {value!r}")
+
+
+def sscs_section(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A family config's ``sscs`` field checked and completed: every key of :class:`SscsConfig`
+    (its defaults where the recipe is silent), or ``None`` (no branch). ``{}`` is the default branch.
+
+    Raises:
+        ConfigError: not a mapping, an unknown key, or a bad value (named).
+    """
+    return None if value is None else SscsConfig.from_dict(value).to_dict()
 
 
 class GTClipEncoder(nn.Module):
@@ -405,3 +448,42 @@ class SscsBranch(nn.Module):
             logits, targets, token_mask = self.decoder(w, words, word_mask)
             terms[CAPTION_TERM] = caption_nll(logits, targets, token_mask, config.caption_reduction, rows)
         return terms
+
+    def batch_terms(
+        self, clips: Tensor, clip_mask: Tensor, sentence: Tensor, batch: ParagraphBatch, word_mask: Tensor
+    ) -> dict[str, Tensor]:
+        """The terms of a sentence-unit ``batch`` from a family's taps ``F`` and ``G`` (how 2D-TAN
+        and LGI call the branch, in training only).
+
+        The GT clips are those of ``batch.spans[:, 0]`` on the clips ``F`` holds
+        (:func:`~higround.losses.sscs.gt_clip_mask`), the same-video pairs ``batch.same_video()``,
+        the caption's sentence ``batch.words`` under ``word_mask`` (the words the family reads). A
+        row whose sentence is padding (``batch.sentence_mask`` False) is taken out of the batch
+        before the branch runs: it adds no term and is no negative of the others, as if absent.
+
+        Args:
+            clips: ``(B, T, D_v)`` the family's clip features ``F``.
+            clip_mask: ``(B, T)`` their real clips (a prefix tiling the whole video).
+            sentence: ``(B, D_l)`` the family's sentence vectors ``G``.
+            batch: the batch of one sentence per row (``N_S == 1``).
+            word_mask: ``(B, L)`` the words of ``batch.words`` the family reads (a prefix of each row).
+
+        Raises:
+            ConfigError: a batch row holds more than one sentence.
+        """
+        if batch.spans.shape[1] != 1:
+            raise ConfigError(
+                f"sscs: a batch row must hold one sentence (data.unit=sentence), got {batch.spans.shape[1]}"
+            )
+        rows = batch.sentence_mask[:, 0]
+        gt_mask = gt_clip_mask(batch.spans[:, 0], clip_mask)
+        same_video = batch.same_video()[rows][:, rows]
+        return self(
+            clips[rows],
+            clip_mask[rows],
+            sentence[rows],
+            gt_mask[rows],
+            batch.words[rows],
+            word_mask[rows],
+            same_video,
+        )

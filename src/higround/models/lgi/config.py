@@ -12,10 +12,13 @@ from typing import Any
 
 from higround.errors import ConfigError
 from higround.models.family import check_loss_weights, config_from_dict
+from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
+from higround.models.sscs import SscsConfig, sscs_section
 
 # Names of the loss terms of :class:`higround.losses.lgi.LGILoss` (besides "total"); the keys
-# accepted in :attr:`LGIConfig.loss_weights`.
-LOSS_TERMS = ("boundary", "tag", "dqa")
+# accepted in :attr:`LGIConfig.loss_weights`. The Sscs terms (lambda_1, lambda_2 of Sscs eq. 1) are
+# returned in training when the config has an ``sscs`` section (and that term is switched on).
+LOSS_TERMS = ("boundary", "tag", "dqa", *SSCS_TERMS)
 # The last layer of the boundary regressor: ReLU (official Charades-STA) or Sigmoid (ActivityNet).
 ACTIVATIONS = ("relu", "sigmoid")
 
@@ -57,7 +60,13 @@ class LGIConfig:
         distinct_query_attention: the DQA loss [use_distinct_query_attention_loss]; needs
             ``num_phrases >= 2``.
         dqa_lambda: ``lambda`` of the DQA loss [dqa_lambda: 0.3 Charades, 0.2 ANet].
-        loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`); missing terms weigh 1
+        sscs: the training-only Sscs branch (Ding et al., ICCV 2021; docs/sscs.md): a mapping of
+            :class:`~higround.models.sscs.SscsConfig` keys, completed with its defaults (``{}``: the
+            paper's V-SS + CA with both objectives), or ``None``: no branch (the plain LGI). It taps
+            the video encoder's segments with positions (``F``, ``T x hidden_dim``) and the query
+            encoder's sentence vector (``G``); predictions never depend on it.
+        loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`; ``sscs_contrast`` and
+            ``sscs_caption`` are Sscs's lambda_1 and lambda_2); missing terms weigh 1
             [tag_weight, dqa_weight: 1].
     """
 
@@ -83,6 +92,7 @@ class LGIConfig:
     temporal_attention_guidance: bool = True
     distinct_query_attention: bool = True
     dqa_lambda: float = 0.3
+    sscs: dict[str, Any] | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,7 +143,13 @@ class LGIConfig:
             )
         if not self.dqa_lambda >= 0:
             raise ConfigError(f"{_LABEL}: dqa_lambda must be >= 0, got {self.dqa_lambda}")
+        self.sscs = sscs_section(self.sscs)
         check_loss_weights(_LABEL, self.loss_weights, LOSS_TERMS)
+
+    @property
+    def sscs_config(self) -> SscsConfig | None:
+        """The Sscs branch's config, or ``None`` when the model has no branch."""
+        return None if self.sscs is None else SscsConfig.from_dict(self.sscs)
 
     @property
     def query_dim(self) -> int:

@@ -1,8 +1,9 @@
-"""LGI: Local-Global video-text Interactions for temporal grounding (Mun, Cho and Han, CVPR 2020)."""
+"""LGI: Local-Global video-text Interactions for temporal grounding (Mun, Cho and Han, CVPR 2020), with
+the optional training-only Sscs branch (Ding et al., ICCV 2021; docs/sscs.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,7 @@ from higround.models.lgi.interaction import LocalGlobalInteraction
 from higround.models.lgi.query_encoder import QueryEncoder, SequentialQueryAttention
 from higround.models.lgi.regression import BoundaryRegressor
 from higround.models.lgi.video_encoder import VideoEncoder
+from higround.models.sscs import SscsBranch
 
 
 @dataclass
@@ -30,6 +32,8 @@ class LGIOutput:
         phrase_weights: ``(B, N)`` how the phrase-specific segment sequences are merged.
         segments: ``(B, T, D)`` the video encoder's segment features (Sscs's ``F``, spec §2.3).
         sentence: ``(B, 2H)`` the query encoder's sentence vector (Sscs's ``G``).
+        sscs: the Sscs branch's unweighted terms (``sscs_contrast``, ``sscs_caption``) when the model
+            has the branch and is training; empty otherwise (always in eval mode).
     """
 
     boundaries: Tensor
@@ -38,6 +42,7 @@ class LGIOutput:
     phrase_weights: Tensor
     segments: Tensor
     sentence: Tensor
+    sscs: dict[str, Tensor] = field(default_factory=dict)
 
 
 class LGI(nn.Module):
@@ -45,6 +50,13 @@ class LGI(nn.Module):
 
     ``model(batch) -> LGIOutput`` for a batch of the sentence unit (``N_S == 1``); the losses are
     :class:`higround.losses.lgi.LGILoss`.
+
+    With ``config.sscs`` the model also holds :attr:`sscs`, the Sscs branch (built last, so the base
+    layers draw the same initial weights as without it), and runs it in training only, on the video
+    encoder's segments with positions (``F``, the real clips of ``video_mask``) and the query
+    encoder's sentence vector (``G``), captioning the words LGI reads (``max_query_length``); its
+    terms go into :attr:`LGIOutput.sscs`. In eval mode the branch never runs, so the spans are those
+    of the same base weights without it.
     """
 
     def __init__(self, config: LGIConfig, word_vectors: Tensor) -> None:
@@ -77,6 +89,18 @@ class LGI(nn.Module):
         self.regressor = BoundaryRegressor(
             config.hidden_dim, config.attention_dim, config.regression_dim, config.regression_activation
         )
+        sscs = config.sscs_config
+        self.sscs = (
+            SscsBranch(
+                sscs,
+                video_dim=config.hidden_dim,
+                sentence_dim=config.query_dim,
+                num_clips=config.num_clips,
+                word_vectors=self.embedding.weight,
+            )
+            if sscs is not None
+            else None
+        )
 
     def query_mask(self, batch: ParagraphBatch) -> Tensor:
         """``(B, L)`` the words read: the real ones up to ``max_query_length`` (the official loader
@@ -106,6 +130,9 @@ class LGI(nn.Module):
             phrases, phrase_attention = self.sqan(sentence, words, word_mask)
         semantic, phrase_weights = self.interaction(segments, batch.video_mask, phrases)
         boundaries, temporal_attention = self.regressor(semantic, batch.video_mask)
+        sscs: dict[str, Tensor] = {}
+        if self.sscs is not None and self.training:
+            sscs = self.sscs.batch_terms(segments, batch.video_mask, sentence, batch, word_mask)
         return LGIOutput(
             boundaries=boundaries,
             temporal_attention=temporal_attention,
@@ -113,4 +140,5 @@ class LGI(nn.Module):
             phrase_weights=phrase_weights,
             segments=segments,
             sentence=sentence,
+            sscs=sscs,
         )

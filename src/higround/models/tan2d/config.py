@@ -9,11 +9,14 @@ from typing import Any
 
 from higround.errors import ConfigError
 from higround.models.family import check_loss_weights, config_from_dict
+from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
+from higround.models.sscs import SscsConfig, sscs_section
 from higround.models.tan2d.temporal_map import sparse_layout
 
 # Names of the loss terms returned by :class:`higround.losses.tan2d.Tan2DLoss` (besides "total"); the
-# keys accepted in :attr:`Tan2DConfig.loss_weights`.
-LOSS_TERMS = ("bce",)
+# keys accepted in :attr:`Tan2DConfig.loss_weights`. The Sscs terms (lambda_1, lambda_2 of Sscs eq. 1)
+# are returned in training when the config has an ``sscs`` section (and that term is switched on).
+LOSS_TERMS = ("bce", *SSCS_TERMS)
 # How the 2D map's cells are filled from the clips: stacked max-pools ("Pool", SparsePropMaxPool) or
 # stacked 1-D convolutions ("Conv", SparsePropConv).
 PROPOSALS = ("pool", "conv")
@@ -48,7 +51,13 @@ class Tan2DConfig:
             prediction (``TEST.NMS_THRESH``: 0.45 Charades Pool, 0.5 ActivityNet, 0.4 TACoS Pool).
         top_k: spans kept per sentence after NMS (``max(RECALL)`` = 5).
         fine_tune_word_vectors: train the word embedding (released: frozen GloVe).
-        loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`); missing terms weigh 1.
+        sscs: the training-only Sscs branch (Ding et al., ICCV 2021; docs/sscs.md): a mapping of
+            :class:`~higround.models.sscs.SscsConfig` keys, completed with its defaults (``{}``: the
+            paper's V-SS + CA with both objectives), or ``None``: no branch (the plain 2D-TAN). It
+            taps the frame pool's clips (``F``, ``N x hidden_dim``) and the LSTM's sentence state
+            (``G``); predictions never depend on it.
+        loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`; ``sscs_contrast`` and
+            ``sscs_caption`` are Sscs's lambda_1 and lambda_2); missing terms weigh 1.
     """
 
     video_dim: int = 4096
@@ -68,6 +77,7 @@ class Tan2DConfig:
     nms_threshold: float = 0.45
     top_k: int = 5
     fine_tune_word_vectors: bool = False
+    sscs: dict[str, Any] | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,7 +130,13 @@ class Tan2DConfig:
             )
         if not 0.0 <= self.nms_threshold <= 1.0:
             raise ConfigError(f"tan2d config: nms_threshold must be in [0, 1], got {self.nms_threshold}")
+        self.sscs = sscs_section(self.sscs)
         check_loss_weights("tan2d config", self.loss_weights, LOSS_TERMS)
+
+    @property
+    def sscs_config(self) -> SscsConfig | None:
+        """The Sscs branch's config, or ``None`` when the model has no branch."""
+        return None if self.sscs is None else SscsConfig.from_dict(self.sscs)
 
     @property
     def map_size(self) -> int:

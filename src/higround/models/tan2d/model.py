@@ -1,15 +1,17 @@
 """2D-TAN: 2D Temporal Adjacent Networks for moment localisation with natural language (Zhang et
-al., AAAI 2020), as the released ``TAN`` module builds it (microsoft/2D-TAN ``lib/models/tan.py``)."""
+al., AAAI 2020), as the released ``TAN`` module builds it (microsoft/2D-TAN ``lib/models/tan.py``),
+with the optional training-only Sscs branch (Ding et al., ICCV 2021; docs/sscs.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from higround.data.batch import ParagraphBatch
 from higround.errors import ConfigError
+from higround.models.sscs import SscsBranch
 from higround.models.tan2d.config import Tan2DConfig
 from higround.models.tan2d.fusion import HadamardFusion
 from higround.models.tan2d.map_conv import MapConv
@@ -30,6 +32,8 @@ class Tan2DOutput:
             branch such as Sscs taps).
         sentence: ``(B, text_hidden_dim)`` the LSTM's sentence vector before ``tex_linear`` (``G``).
         top_k, nms_threshold: how the family ranks the cells (the model's config).
+        sscs: the Sscs branch's unweighted terms (``sscs_contrast``, ``sscs_caption``) when the model
+            has the branch and is training; empty otherwise (always in eval mode).
     """
 
     logits: Tensor
@@ -40,6 +44,7 @@ class Tan2DOutput:
     sentence: Tensor
     top_k: int
     nms_threshold: float
+    sscs: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def scores(self) -> Tensor:
@@ -52,6 +57,12 @@ class Tan2D(nn.Module):
     ``Conv2d(H, 1, 1)`` score per cell.
 
     ``model(batch) -> Tan2DOutput``; the loss is :class:`higround.losses.tan2d.Tan2DLoss`.
+
+    With ``config.sscs`` the model also holds :attr:`sscs`, the Sscs branch (built last, so the base
+    layers draw the same initial weights as without it), and runs it in training only, on the frame
+    pool's ``N`` map clips (``F``; every clip is real) and the LSTM's sentence state (``G``); its
+    terms go into :attr:`Tan2DOutput.sscs`. In eval mode the branch never runs, so the scores are
+    those of the same base weights without it.
     """
 
     def __init__(self, config: Tan2DConfig, word_vectors: Tensor) -> None:
@@ -81,6 +92,18 @@ class Tan2D(nn.Module):
             self.temporal_map.get_buffer("mask"), hidden, config.map_kernel, config.map_layers
         )
         self.predictor = nn.Conv2d(hidden, 1, 1)
+        sscs = config.sscs_config
+        self.sscs = (
+            SscsBranch(
+                sscs,
+                video_dim=hidden,
+                sentence_dim=config.text_hidden_dim,
+                num_clips=config.map_size,
+                word_vectors=self.embedding.weight,
+            )
+            if sscs is not None
+            else None
+        )
 
     def _check(self, batch: ParagraphBatch) -> None:
         config = self.config
@@ -110,13 +133,19 @@ class Tan2D(nn.Module):
         logits = self.predictor(mapped)[:, 0] * mask
         cell_logits = logits.flatten(1)[:, self.temporal_map.get_buffer("flat_index")]
         spans = self.temporal_map.get_buffer("spans")
+        video = clips.transpose(1, 2)  # (B, N, H)
+        sscs: dict[str, Tensor] = {}
+        if self.sscs is not None and self.training:
+            every_clip = torch.ones(video.shape[:2], dtype=torch.bool, device=video.device)
+            sscs = self.sscs.batch_terms(video, every_clip, sentence, batch, batch.word_mask)
         return Tan2DOutput(
             logits,
             mask,
             cell_logits,
             spans,
-            clips.transpose(1, 2),
+            video,
             sentence,
             self.config.top_k,
             self.config.nms_threshold,
+            sscs,
         )
