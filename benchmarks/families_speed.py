@@ -166,8 +166,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         cells = [
             r["recipe"], r["family"], r["unit"], f"{r['clips']} x {r['video_dim']}", str(r["batch"]),
-            f"{r['parameters'] / 1e6:.2f} M", f"{r['step_ms']:.0f}", f"{r['samples_per_s']:.1f}",
-            f"{r['sentences_per_s']:.1f}", f"{r['inference_ms']:.1f}",
+            f"{r['parameters'] / 1e6:.2f} M", f"{r['step_ms']:.0f}", f"{r['samples_per_s']:.3g}",
+            f"{r['sentences_per_s']:.3g}", f"{r['inference_ms']:.1f}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

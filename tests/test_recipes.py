@@ -1,0 +1,102 @@
+"""Every dataset recipe of the sentence families trains, evaluates and predicts as released.
+
+Each recipe of ``configs/tan2d/`` and ``configs/lgi/`` (its ``*_sscs`` variant included) runs on the
+real annotation files of its benchmark and on small random features written in that benchmark's
+release layout (the recipe's own ``data.feature_key`` and ``model.video_dim``), with the recipe's
+shapes (clips, 2D-TAN's map, LGI's phrases) and only its widths shrunk: one epoch of ``fit``, then
+the checkpoint predicts and is scored by the one evaluator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from higround.data.features import write_hdf5_store
+from higround.data.readers import load_dataset
+from higround.engine import fit
+from higround.engine.config import Config, merge, parse_overrides, read_yaml
+from higround.engine.evaluation import open_checkpoint
+from higround.metrics import evaluate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = sorted(
+    p for family in ("tan2d", "lgi") for p in (CONFIGS / family).glob("*.yaml")
+    if p.stem != "base" and not p.stem.startswith("synthetic")
+)  # fmt: skip
+# Narrow widths; every shape the recipe fixes (clips, map layout, kernels, phrases) stays.
+NARROW = {
+    "tan2d": ["model.hidden_dim=8", "model.text_hidden_dim=8", "model.lstm_layers=1", "model.map_layers=1"],
+    "lgi": [
+        "model.hidden_dim=16",
+        "model.lstm_hidden=8",
+        "model.lstm_layers=1",
+        "model.attention_dim=8",
+        "model.regression_dim=16",
+    ],
+}
+SSCS_NARROW = ["model.sscs.dim=8", "model.sscs.decoder_hidden=8", "model.sscs.gt_encoder_heads=2"]
+# Per benchmark: the split of ../shared/data to train and test on, and how many of its videos (a TACoS
+# video has about 150 sentences: one is enough).
+DATA = {"charades_sta": ("test", 3), "tacos": ("test", 1), "activitynet_captions": ("val_2", 3)}
+
+
+def test_every_dataset_recipe_is_covered() -> None:
+    names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
+    assert {"tan2d/charades_sta", "tan2d/tacos", "tan2d/activitynet_captions", "lgi/charades_sta"} <= names
+    assert {"tan2d/charades_sta_sscs", "lgi/activitynet_captions_sscs"} <= names
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_recipe_trains_and_its_checkpoint_predicts(
+    recipe: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    raw = read_yaml(recipe)
+    released = Config.from_dict(merge(raw, parse_overrides([f"data.root={shared_data}"])))
+    name, key = released.data.dataset, released.data.feature_key
+    assert key is not None and released.model["video_dim"] is not None
+    split, videos = DATA[name]
+    paragraphs = load_dataset(name, shared_data / name, split).paragraphs()[:videos]
+    rng = np.random.default_rng(0)
+    arrays = {p.video_id: rng.standard_normal((40, int(released.model["video_dim"]))) for p in paragraphs}
+    if key.endswith(".npy"):
+        features = tmp_path / "features"
+        features.mkdir()
+        for vid, x in arrays.items():
+            np.save(features / key.format(video_id=vid), x.astype(np.float32))
+    else:
+        features = tmp_path / "features.hdf5"
+        write_hdf5_store(features, arrays, key=key)
+    family = released.family.name
+    overrides = [
+        f"data.root={shared_data / name}",
+        f"data.features={features}",
+        *(f"data.{s}_split={split}" for s in ("train", "test")),
+        f"data.val_split={split if released.data.val_split else 'null'}",
+        f"data.limit={videos}",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        *NARROW[family],
+        *(SSCS_NARROW if released.model.get("sscs") is not None else []),
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.progress_bar=false",
+        f"output_dir={tmp_path / 'runs'}",
+    ]
+    config = Config.from_dict(merge(raw, parse_overrides(overrides)))
+    result = fit(config)
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    assert checkpoint is not None and result.weights is not None
+
+    run = open_checkpoint(checkpoint, device="cpu", limit=videos)
+    records = run.records(split)
+    sentences = [s.key for p in run.data.paragraphs(split) for s in p.sentences]
+    assert [r.key for r in records] == sentences and sentences
+    ranked = 5 if family == "tan2d" else 1
+    assert all(len(r.spans) == ranked for r in records)
+    metrics = evaluate(records, run.data.annotations(split), inclusive=config.eval.inclusive)
+    assert 0.0 <= metrics["mIoU"] <= 1.0
+    if ranked > 1:
+        assert any(k.startswith("R5@") for k in metrics)
