@@ -566,7 +566,9 @@ def _unknown(key: str, known: Sequence[str]) -> ConfigError:
 
 
 def _model_hints(family: ModelFamily[Any, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(family.config_class)
+    # The dataclass fields only: class-level constants (a config's LABEL) are not recipe keys.
+    every = typing.get_type_hints(family.config_class)
+    hints = {f.name: every[f.name] for f in fields(family.config_class)}
     for key in AUTO_MODEL_KEYS:
         hints[key] = int | None
     hints["family"] = str

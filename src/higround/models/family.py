@@ -16,8 +16,8 @@ that evaluator lands (:data:`RETRIEVAL`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from torch import Tensor, nn
 
@@ -94,6 +94,32 @@ def check_loss_weights(label: str, weights: Mapping[str, float], terms: Sequence
     negative = sorted(k for k, w in weights.items() if not w >= 0)
     if negative:
         raise ConfigError(f"{label}: loss_weights must be >= 0, not for {negative}")
+
+
+class DictConfig:
+    """``to_dict``/``from_dict`` of a config dataclass; ``LABEL`` starts its error messages."""
+
+    LABEL: ClassVar[str] = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        return asdict(cast(Any, self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
+        return config_from_dict(cls, data, cls.LABEL)
+
+
+class FamilyConfigBase(DictConfig):
+    """What every family's config dataclass shares besides its fields: the dict round trip and the
+    weight of a loss term (1 unless the recipe's ``loss_weights`` sets it)."""
+
+    loss_weights: dict[str, float]
+
+    def weight(self, term: str) -> float:
+        """The weight of loss ``term`` (1 unless set in :attr:`loss_weights`)."""
+        return float(self.loss_weights.get(term, 1.0))
 
 
 C = TypeVar("C", bound=FamilyConfig)

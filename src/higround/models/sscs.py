@@ -26,8 +26,8 @@ import contextlib
 import math
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ from higround.losses.sscs import (
     support_mask,
     support_set_pool,
 )
-from higround.models.family import config_from_dict
+from higround.models.family import DictConfig
 from higround.models.layers import AttentionLayer
 
 CONTRAST_TERM = "sscs_contrast"
@@ -60,7 +60,7 @@ LOSS_TERMS = (CONTRAST_TERM, CAPTION_TERM)
 
 
 @dataclass
-class SscsConfig:
+class SscsConfig(DictConfig):
     """Every Sscs switch (defaults: the paper's proposed V-SS + CA with both objectives, 4.2 values).
 
     The weights ``lambda_1``, ``lambda_2`` of eq. 1 are not here: they are the family's
@@ -86,6 +86,8 @@ class SscsConfig:
         gt_encoder_ffn_dim: FFN width of that layer.
         fine_tune_word_vectors: train the caption decoder's word embedding (frozen by default).
     """
+
+    LABEL: ClassVar[str] = "sscs config"
 
     contrast: str = "ss"
     caption: str = "ss"
@@ -152,15 +154,6 @@ class SscsConfig:
     def uses_text(self) -> bool:
         """``Y = Phi(G)`` enters a term: a contrastive objective, or the cross-attention of eq. 4."""
         return self.contrast != "none" or (self.uses_support and self.aggregate == "ca")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SscsConfig:
-        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
-        return config_from_dict(cls, data, "sscs config")
 
 
 def _typed(name: str, value: Any, kind: Any) -> Any:

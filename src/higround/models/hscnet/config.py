@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import check_loss_weights, config_from_dict
+from higround.models.family import FamilyConfigBase, check_loss_weights
 
 # Names of the loss terms returned by :class:`higround.losses.HSCNetLoss` (besides "total"); the
 # keys accepted in :attr:`HSCNetConfig.loss_weights`.
@@ -27,7 +26,7 @@ LOSS_TERMS = (
 
 
 @dataclass
-class HSCNetConfig:
+class HSCNetConfig(FamilyConfigBase):
     """HSCNet hyper-parameters (paper defaults: ActivityNet-Captions, D = 256, C = 1, 1, 1).
 
     Attributes:
@@ -54,6 +53,8 @@ class HSCNetConfig:
         paragraph_decoder, word_decoder: decoder levels (Table 4; the sentence decoder is always on).
         loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`); missing terms weigh 1.
     """
+
+    LABEL: ClassVar[str] = "hscnet config"
 
     video_dim: int = 500
     word_dim: int = 300
@@ -137,16 +138,3 @@ class HSCNetConfig:
     def uses_paragraph_alignment(self) -> bool:
         """The video-paragraph alignment loss (supp. eq. 5) is on."""
         return self.paragraph_level and self.align_paragraph
-
-    def weight(self, term: str) -> float:
-        """The weight of loss ``term`` (1 unless set in :attr:`loss_weights`)."""
-        return float(self.loss_weights.get(term, 1.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HSCNetConfig:
-        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
-        return config_from_dict(cls, data, "hscnet config")

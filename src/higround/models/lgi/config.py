@@ -6,12 +6,11 @@ JonghwanMun/LGI4temporalgrounding (docs/lgi.md cites every one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import check_loss_weights, config_from_dict
+from higround.models.family import FamilyConfigBase, check_loss_weights
 from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
 from higround.models.sscs import SscsConfig, sscs_section
 
@@ -26,7 +25,7 @@ _LABEL = "lgi config"
 
 
 @dataclass
-class LGIConfig:
+class LGIConfig(FamilyConfigBase):
     """LGI hyper-parameters (Mun et al., CVPR 2020); official names in brackets.
 
     Attributes:
@@ -69,6 +68,8 @@ class LGIConfig:
             ``sscs_caption`` are Sscs's lambda_1 and lambda_2); missing terms weigh 1
             [tag_weight, dqa_weight: 1].
     """
+
+    LABEL: ClassVar[str] = _LABEL
 
     video_dim: int = 1024
     word_dim: int = 300
@@ -155,16 +156,3 @@ class LGIConfig:
     def query_dim(self) -> int:
         """Width of word, phrase and sentence features: both LSTM directions."""
         return 2 * self.lstm_hidden
-
-    def weight(self, term: str) -> float:
-        """The weight of loss ``term`` (1 unless set in :attr:`loss_weights`)."""
-        return float(self.loss_weights.get(term, 1.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LGIConfig:
-        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
-        return config_from_dict(cls, data, _LABEL)

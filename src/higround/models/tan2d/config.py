@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import check_loss_weights, config_from_dict
+from higround.models.family import FamilyConfigBase, check_loss_weights
 from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
 from higround.models.sscs import SscsConfig, sscs_section
 from higround.models.tan2d.temporal_map import sparse_layout
@@ -23,7 +22,7 @@ PROPOSALS = ("pool", "conv")
 
 
 @dataclass
-class Tan2DConfig:
+class Tan2DConfig(FamilyConfigBase):
     """2D-TAN hyper-parameters (Zhang et al., AAAI 2020, as the released code builds the model).
 
     Attributes:
@@ -59,6 +58,8 @@ class Tan2DConfig:
         loss_weights: weight per loss term (a name of :data:`LOSS_TERMS`; ``sscs_contrast`` and
             ``sscs_caption`` are Sscs's lambda_1 and lambda_2); missing terms weigh 1.
     """
+
+    LABEL: ClassVar[str] = "tan2d config"
 
     video_dim: int = 4096
     word_dim: int = 300
@@ -147,16 +148,3 @@ class Tan2DConfig:
     def map_padding(self) -> int:
         """Zero cells the first map convolution pads on each side (the others pad none)."""
         return self.map_layers * (self.map_kernel - 1) // 2
-
-    def weight(self, term: str) -> float:
-        """The weight of loss ``term`` (1 unless set in :attr:`loss_weights`)."""
-        return float(self.loss_weights.get(term, 1.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Tan2DConfig:
-        """A config from :meth:`to_dict` output; unknown keys or bad values raise ConfigError."""
-        return config_from_dict(cls, data, "tan2d config")
