@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -34,14 +33,9 @@ from typing import Any
 
 import torch
 
-from higround.baselines.prior import PositionPrior
-from higround.data.readers import load_dataset
 from higround.data.synthetic import SyntheticConfig
-from higround.demo import DATASET, DEFAULT_CONFIG, ensure_dataset, predict_levels
-from higround.engine.config import load_config
-from higround.engine.trainer import fit
+from higround.demo import DEFAULT_CONFIG, ensure_dataset, mean_std, prior_metrics, train_and_score
 from higround.io import atomic_write_text
-from higround.metrics import evaluate, thresholds_for
 
 FORMAT = "higround.ablation.v1"
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -92,7 +86,8 @@ QUICK_DATA = SyntheticConfig(seed=0, train_videos=24, val_videos=6, test_videos=
 def _run(variant: Variant, seed: int, root: Path, out: Path, recipe: Sequence[str]) -> dict[str, Any]:
     """Train and score one (variant, seed); returns its JSON record."""
     name = f"{variant.name.replace(' ', '_').replace('^', '')}_seed{seed}"
-    config = load_config(
+    started = time.perf_counter()
+    metrics, best_val = train_and_score(
         DEFAULT_CONFIG,
         [
             f"seed={seed}",
@@ -105,26 +100,14 @@ def _run(variant: Variant, seed: int, root: Path, out: Path, recipe: Sequence[st
             *variant.overrides,
         ],
     )
-    started = time.perf_counter()
-    result = fit(config)
-    assert result.best_checkpoint is not None  # the engine always saves a last checkpoint
-    final, _, test = predict_levels(result.best_checkpoint, config.data.test_split)
-    metrics = evaluate(final, test, thresholds_for(DATASET))
     return {
         "variant": variant.name,
         "seed": seed,
         "overrides": list(variant.overrides),
         "metrics": metrics,
-        "best_val_mIoU": result.best_score,
+        "best_val_mIoU": best_val,
         "seconds": time.perf_counter() - started,
     }
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` in percent (sample std; ``± n/a`` for one value)."""
-    mean = 100 * statistics.fmean(values)
-    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
-    return f"{mean:.2f} ± {std}"
 
 
 def markdown(runs: Sequence[dict[str, Any]], prior: dict[str, float], header: str) -> str:
@@ -139,7 +122,7 @@ def markdown(runs: Sequence[dict[str, Any]], prior: dict[str, float], header: st
             if not done:
                 continue
             label = FULL_LABEL[table] if variant.name == FULL else variant.name
-            cells = [_mean_std([r["metrics"][c] for r in done]) for c in COLUMNS]
+            cells = [mean_std([r["metrics"][c] for r in done]) for c in COLUMNS]
             lines.append(f"| {label} | {len(done)} | " + " | ".join(cells) + " |")
         prior_cells = [f"{100 * prior[c]:.2f}" for c in COLUMNS]
         lines.append("| prior (i, n), text-blind | - | " + " | ".join(prior_cells) + " |")
@@ -169,10 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     data, _ = ensure_dataset(out / "data", data_config)
-    train = load_dataset(DATASET, data.root, "train")
-    test = load_dataset(DATASET, data.root, "test")
-    prior_records, _ = PositionPrior.fit(train).predict(test)
-    prior = evaluate(prior_records, test, thresholds_for(DATASET))
+    prior = prior_metrics(data)
 
     data_record = json.loads(json.dumps(asdict(data_config)))  # as it reads back from the JSON file
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,16 +26,9 @@ from typing import Any
 
 import torch
 
-from higround.demo import run_demo
+from higround.demo import mean_std, run_demo
 
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` in percent (sample std; ``± n/a`` for one value)."""
-    mean = 100 * statistics.fmean(values)
-    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
-    return f"{mean:.2f} ± {std}"
 
 
 def seed_metrics(out: Path, model: str, seed: int, reuse: bool) -> dict[str, Any]:
@@ -66,7 +58,7 @@ def summary(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
             if _is_prior(row) != priors:
                 continue
             metrics = [runs[model][s]["rows"][i]["metrics"] for s in seeds]
-            cells = [_mean_std([m[c] for m in metrics]) for c in COLUMNS]
+            cells = [mean_std([m[c] for m in metrics]) for c in COLUMNS]
             per_seed = [f"{100 * m['mIoU']:.2f}" for m in metrics]
             lines.append("| " + " | ".join([row["name"], *cells, *per_seed]) + " |")
     lines.append("")

@@ -36,14 +36,9 @@ from typing import Any
 
 import torch
 
-from higround.baselines.prior import PositionPrior
-from higround.data.readers import load_dataset
 from higround.data.synthetic import SyntheticConfig
-from higround.demo import CONFIGS, DATASET, ensure_dataset, predict_levels
-from higround.engine.config import load_config
-from higround.engine.trainer import fit
+from higround.demo import CONFIGS, ensure_dataset, mean_std, prior_metrics, train_and_score
 from higround.io import atomic_write_text
-from higround.metrics import evaluate, thresholds_for
 
 FORMAT = "higround.sscs_ablation.v1"
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -129,7 +124,8 @@ def _run(family: str, row: Row, seed: int, root: Path, out: Path, recipe: Sequen
     """Train and score one (row, seed); returns its JSON record."""
     # The branch's size overrides of the quick recipe cannot reach a null section: the base row drops them.
     recipe = [o for o in recipe if row.sscs is not None or not o.startswith("model.sscs.")]
-    config = load_config(
+    started = time.perf_counter()
+    metrics, best_val = train_and_score(
         recipe_path(family),
         [
             f"seed={seed}",
@@ -142,27 +138,16 @@ def _run(family: str, row: Row, seed: int, root: Path, out: Path, recipe: Sequen
             *row.overrides,
         ],
     )
-    started = time.perf_counter()
-    result = fit(config)
-    assert result.best_checkpoint is not None  # the engine always saves a last checkpoint
-    final, _, test = predict_levels(result.best_checkpoint, config.data.test_split)
     return {
         "row": row.name,
         "key": row.key,
         "sscs": row.sscs,
         "seed": seed,
         "overrides": list(row.overrides),
-        "metrics": evaluate(final, test, thresholds_for(DATASET)),
-        "best_val_mIoU": result.best_score,
+        "metrics": metrics,
+        "best_val_mIoU": best_val,
         "seconds": time.perf_counter() - started,
     }
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` in percent (sample std; ``± n/a`` for one value)."""
-    mean = 100 * statistics.fmean(values)
-    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
-    return f"{mean:.2f} ± {std}"
 
 
 def markdown(
@@ -180,7 +165,7 @@ def markdown(
     for row in rows:
         done = [r for r in runs if r["key"] == row.key]
         if done:
-            cells = [_mean_std([r["metrics"][c] for r in done]) for c in COLUMNS]
+            cells = [mean_std([r["metrics"][c] for r in done]) for c in COLUMNS]
             lines.append(f"| {row.name} | {len(done)} | " + " | ".join(cells) + " |")
     prior_cells = [f"{100 * prior[c]:.2f}" for c in COLUMNS]
     lines.append("| prior (i, n), text-blind | - | " + " | ".join(prior_cells) + " |")
@@ -244,10 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     data, _ = ensure_dataset(out / "data", data_config)
-    train = load_dataset(DATASET, data.root, "train")
-    test = load_dataset(DATASET, data.root, "test")
-    prior_records, _ = PositionPrior.fit(train).predict(test)
-    prior = evaluate(prior_records, test, thresholds_for(DATASET))
+    prior = prior_metrics(data)
 
     data_record = json.loads(json.dumps(asdict(data_config)))  # as it reads back from the JSON file
     previous = json.loads(json_path.read_text()) if args.reuse and json_path.is_file() else {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -30,6 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from higround.baselines.prior import KeyedBy, PositionPrior
+from higround.data.readers import load_dataset
 from higround.data.schema import GroundingDataset, Span
 from higround.data.synthetic import (
     MANIFEST_FORMAT,
@@ -55,9 +57,12 @@ __all__ = [
     "MetricsRow",
     "ensure_dataset",
     "format_table",
+    "mean_std",
     "predict_levels",
+    "prior_metrics",
     "run_demo",
     "split_overrides",
+    "train_and_score",
 ]
 
 DATASET = "activitynet_captions"  # the layout the generator writes
@@ -158,6 +163,36 @@ def demo_recipe(model: str | None, config_path: str | Path | None) -> Path:
             f"demo: recipe {recipe} not found; run from a checkout of higround or pass --config FILE"
         )
     return recipe
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """Fractions as ``mean ± std`` in percent (sample std; ``± n/a`` for one value): how the seed
+    spreads of the demo and the ablations are printed."""
+    mean = 100 * statistics.fmean(values)
+    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
+    return f"{mean:.2f} ± {std}"
+
+
+def prior_metrics(data: SyntheticPaths) -> dict[str, float]:
+    """The text-blind prior (i, n) fitted on the procedural set's train split, scored on its test split."""
+    train = load_dataset(DATASET, data.root, "train")
+    test = load_dataset(DATASET, data.root, "test")
+    records, _ = PositionPrior.fit(train).predict(test)
+    return evaluate(records, test, thresholds_for(DATASET))
+
+
+def train_and_score(recipe: str | Path, overrides: Sequence[str]) -> tuple[dict[str, float], float | None]:
+    """Train ``recipe`` with ``overrides`` (a procedural-set recipe) and score its best checkpoint's
+    final spans on the test split; returns the metrics (fractions) and the best val mIoU."""
+    from higround.engine.config import load_config  # the engine pulls in torch and Lightning
+    from higround.engine.trainer import fit
+
+    config = load_config(recipe, overrides)
+    result = fit(config)
+    if result.best_checkpoint is None:
+        raise ConfigError("training wrote no checkpoint")
+    final, _, test = predict_levels(result.best_checkpoint, config.data.test_split)
+    return evaluate(final, test, thresholds_for(DATASET)), result.best_score
 
 
 def ensure_dataset(root: Path, config: SyntheticConfig) -> tuple[SyntheticPaths, bool]:
