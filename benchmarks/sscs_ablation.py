@@ -5,10 +5,11 @@ once per (row, seed) through the ordinary engine, scores the best-by-val checkpo
 test split with the one evaluator, and writes:
 
 * ``<results>/sscs_ablation_<family>.json``: every run's metrics (fractions), seconds and Sscs
-  settings, rewritten after each run so an interrupted run keeps what it finished (rerunning skips
-  runs already there unless ``--no-reuse``);
+  settings, merged into the file under a lock after each run, so an interrupted run keeps what it
+  finished (rerunning skips runs already there unless ``--no-reuse``) and processes given other
+  ``--rows`` or ``--seeds`` can share the file;
 * ``<results>/sscs_ablation_<family>_table<n>.md``: mean ± std over seeds of R1@0.3/0.5/0.7 and mIoU
-  (percent), the text-blind prior's row for reference, the command and the total wall time.
+  (percent), the text-blind prior's row for reference, the command and the runs' summed training time.
 
 Tables: 1, the supervision ablation (the base model, ``model.sscs=null``; GTC contrast (eq. 2) /
 caption (eq. 3) / both; SS contrast (eq. 6) / caption (eq. 7) / both: the unused objective is
@@ -23,6 +24,7 @@ Table 1's "SS both" runs (one results file per family). Run from the repository 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import shlex
@@ -232,56 +234,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     prior = prior_metrics(data)
 
     data_record = json.loads(json.dumps(asdict(data_config)))  # as it reads back from the JSON file
-    previous = json.loads(json_path.read_text()) if args.reuse and json_path.is_file() else {}
-    same_setup = (
-        previous.get("family") == args.family
-        and previous.get("recipe") == list(recipe)
-        and previous.get("data") == data_record
-    )
-    runs: list[dict[str, Any]] = previous.get("runs", []) if same_setup else []
-    elapsed_before = float(previous.get("wall_seconds", 0.0)) if same_setup else 0.0
+    setup = {"family": args.family, "recipe": list(recipe), "data": data_record}
+    lock_path = json_path.with_name(json_path.name + ".lock")
+    results.mkdir(parents=True, exist_ok=True)
 
-    def write() -> float:
-        wall = elapsed_before + time.perf_counter() - started
-        payload = {
-            "format": FORMAT,
-            "family": args.family,
-            "command": command,
-            "recipe": list(recipe),
-            "data": data_record,
-            "threads": args.threads,
-            "wall_seconds": wall,
-            "prior": prior,
-            "runs": runs,
-        }
-        atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
-        header = (
-            f"Command: `{command}`; recipe `configs/{args.family}/synthetic_sscs.yaml`"
-            + (f" + `{' '.join(recipe)}`" if recipe else "")
-            + f"; data: procedural set, seed {data_config.seed}, {data_config.train_videos}/"
-            f"{data_config.val_videos}/{data_config.test_videos} videos; test split, IoU >= m, percent, "
-            f"mean ± sample std over seeds. Wall time (this results file): {wall / 60:.1f} min "
-            f"({args.threads} thread(s))."
-        )
-        atomic_write_text(md_path, markdown(args.family, args.table, runs, prior, header) + "\n")
-        return wall
+    def load() -> list[dict[str, Any]]:
+        """The runs on disk of the same setup (another process may be adding to the same file)."""
+        if not (args.reuse and json_path.is_file()):
+            return []
+        previous = json.loads(json_path.read_text())
+        return previous.get("runs", []) if all(previous.get(k) == v for k, v in setup.items()) else []
+
+    def merge(new: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Add ``new`` to the file's runs under a lock, so processes given other rows or seeds can share
+        one results file; rewrite the JSON and this table's markdown; return every run."""
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            runs = [r for r in load() if new is None or (r["key"], r["seed"]) != (new["key"], new["seed"])]
+            runs += [new] if new is not None else []
+            compute = sum(float(r["seconds"]) for r in runs)
+            payload = {"format": FORMAT, **setup, "command": command, "threads": args.threads}
+            payload |= {"compute_seconds": compute, "prior": prior, "runs": runs}
+            atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
+            header = (
+                f"Command: `{command}`; recipe `configs/{args.family}/synthetic_sscs.yaml`"
+                + (f" + `{' '.join(recipe)}`" if recipe else "")
+                + f"; data: procedural set, seed {data_config.seed}, {data_config.train_videos}/"
+                f"{data_config.val_videos}/{data_config.test_videos} videos; test split, IoU >= m, percent, "
+                f"mean ± sample std over seeds. Training time of the runs in this results file: "
+                f"{compute / 60:.1f} min summed over {len(runs)} runs ({args.threads} thread(s) each)."
+            )
+            atomic_write_text(md_path, markdown(args.family, args.table, runs, prior, header) + "\n")
+        return runs
 
     for seed in seeds:
         for row in rows:
-            if any(r["key"] == row.key and r["seed"] == seed for r in runs):
+            if any(r["key"] == row.key and r["seed"] == seed for r in load()):
                 continue
-            runs.append(_run(args.family, row, seed, data.root, out, recipe))
-            wall = write()
-            m = runs[-1]["metrics"]
+            record = _run(args.family, row, seed, data.root, out, recipe)
+            merge(record)
+            m = record["metrics"]
             print(
-                f"[{wall / 60:5.1f} min] {row.name} seed {seed}: "
+                f"[{(time.perf_counter() - started) / 60:5.1f} min] {row.name} seed {seed}: "
                 + ", ".join(f"{c} {100 * m[c]:.2f}" for c in COLUMNS),
                 flush=True,
             )
-    wall = write()
+    runs = merge(None)
     print(md_path.read_text())
+    wall = time.perf_counter() - started
     print(
-        f"command: {command}\nwall time: {wall / 60:.1f} min ({wall:.0f} s); wrote {json_path} and {md_path}"
+        f"command: {command}\nthis process: {wall / 60:.1f} min; "
+        f"{len(runs)} runs in {json_path}; wrote {md_path}"
     )
     return 0
 

@@ -103,3 +103,22 @@ def test_table2_is_the_2dtan_ablation(sscs_ablation: ModuleType) -> None:
         sscs_ablation.main(["--family", "lgi", "--table", "2", "--quick"])
     with pytest.raises(SystemExit):
         sscs_ablation.main(["--family", "tan2d", "--table", "1", "--rows", "V-SS SA"])
+
+
+def test_runs_another_process_adds_to_the_file_are_kept(sscs_ablation: ModuleType, tmp_path: Path) -> None:
+    argv = ["--family", "lgi", "--table", "1", "--quick", "--seeds", "0"]
+    argv += ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert sscs_ablation.main([*argv, "--rows", "GTC both"]) == 0
+    path = tmp_path / "results" / "sscs_ablation_lgi_quick.json"
+    record = json.loads(path.read_text())
+    # What a second process, given other rows, writes meanwhile: a finished run of another row.
+    other = dict(record["runs"][0], row="SS both", key=sscs_ablation.TABLE1[-1].key, seconds=5.0)
+    record["runs"].append(other)
+    path.write_text(json.dumps(record))
+    assert sscs_ablation.main([*argv, "--rows", "GTC both", "SS both"]) == 0  # both done: no training
+    assert sscs_ablation.main([*argv, "--rows", "base"]) == 0
+    runs = json.loads(path.read_text())["runs"]
+    assert [r["row"] for r in runs] == ["GTC both", "SS both", "base"]
+    assert json.loads(path.read_text())["compute_seconds"] == pytest.approx(sum(r["seconds"] for r in runs))
+    table = (tmp_path / "results" / "sscs_ablation_lgi_quick_table1.md").read_text()
+    assert "| SS both | 1 |" in table and "summed over 3 runs" in table
