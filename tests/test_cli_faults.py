@@ -223,6 +223,39 @@ def _evaluate_predictions(path: Path) -> Argv:
     return _evaluate(path, _annotations(path.parent))
 
 
+DIDEMO_TEST = Path("didemo") / "test_data_bwzhang.json"
+
+
+def _didemo_stats(path: Path) -> Argv:
+    return ["data", "stats", "didemo", "--file", str(path)]
+
+
+def _didemo_truncated(env: Env, tmp: Path) -> tuple[Argv, list[str]]:
+    """The first 5000 characters of the real DiDeMo test file."""
+    path = _write(tmp / DIDEMO_TEST.name, (env.shared / DIDEMO_TEST).read_text()[:5000])
+    return _didemo_stats(path), [str(path), "JSON"]
+
+
+def _didemo(change: Callable[[dict[str, object]], object], *names: str) -> Build:
+    """The real DiDeMo test file with its first video's record broken by ``change``; the error names
+    the copy, that video and ``names``."""
+
+    def build(env: Env, tmp: Path) -> tuple[Argv, list[str]]:
+        data = json.loads((env.shared / DIDEMO_TEST).read_text())
+        video = next(iter(data))
+        change(data[video])
+        path = _write(tmp / DIDEMO_TEST.name, json.dumps(data))
+        return _didemo_stats(path), [str(path), repr(video), *names]
+
+    return build
+
+
+def _reverse_second_time(record: dict[str, object]) -> None:
+    times = record["times"]
+    assert isinstance(times, list)
+    times[1] = times[1][::-1]
+
+
 def _huge_integer() -> str:
     """A span end written with more digits than Python turns into an int (json raises ValueError)."""
     return _predictions([{"key": "v1#0", "video_id": "v1", "spans": [[0, 1]]}]).replace(
@@ -245,6 +278,9 @@ CASES: dict[str, Build] = {
     "data-file-timestamp-nan": _file_case(
         _anet_stats, "n.json", '{"v1": {"duration": 10, "timestamps": [[NaN, 1]], "sentences": ["a"]}}', "v1"
     ),
+    "data-didemo-truncated-copy": _didemo_truncated,
+    "data-didemo-missing-times": _didemo(lambda r: r.pop("times"), "'times'"),
+    "data-didemo-time-reversed": _didemo(_reverse_second_time, "sentence 1", "feature frames", "after end"),
     "data-max-sentences-0": lambda env, tmp: (
         [*_anet_stats(env.shared / "activitynet_captions" / "val_2.json"), "--max-sentences", "0"],
         ["sentences"],
@@ -273,6 +309,26 @@ CASES: dict[str, Build] = {
         "p.jsonl",
         '{"qid": 1, "vid": "v", "pred_relevant_windows": [[0, 1], [0, 1, 2]]}\n',
         "line 1",
+    ),
+    "evaluate-predictions-moment-detr-saliency-not-numeric": _file_case(
+        _evaluate_predictions,
+        "p.jsonl",
+        '{"qid": 1, "vid": "v", "pred_relevant_windows": [[0, 1, 0.5]], '
+        '"pred_saliency_scores": [0.1, "a"]}\n',
+        "line 1",
+        "qid 1",
+        "pred_saliency_scores[1]",
+    ),
+    "evaluate-annotations-saliency-rows-mismatch": lambda env, tmp: (
+        _evaluate(
+            _write(tmp / "p.jsonl", '{"qid": 1, "vid": "v", "pred_relevant_windows": [[0, 4, 0.5]]}\n'),
+            _write(
+                tmp / "highlight_val_release.jsonl",
+                '{"qid": 1, "vid": "v", "query": "a", "duration": 10, "relevant_windows": [[0, 4]], '
+                '"relevant_clip_ids": [0, 1], "saliency_scores": [[1, 2, 3]]}\n',
+            ),
+        ),
+        [str(tmp / "highlight_val_release.jsonl"), "qid 1", "1 saliency_scores rows for 2 relevant_clip_ids"],
     ),
     "evaluate-annotations-random-bytes": lambda env, tmp: (
         _evaluate(

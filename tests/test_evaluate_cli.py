@@ -60,9 +60,24 @@ def test_reproduces_moment_detr_standalone_eval(shared_data: Path, tmp_path: Pat
                 assert round(100 * metrics[key], 2) == pytest.approx(value, abs=1e-9), key
                 checked += 1
     assert checked == 4 * (11 + 10)
+    # Highlight detection from the lines' pred_saliency_scores: every HL-mAP and HL-Hit1 entry.
+    for level in ("Fair", "Good", "VeryGood"):
+        for section, suffix in (("HL-mAP", "mAP"), ("HL-Hit1", "Hit1")):
+            key = f"HL-min-{level}/{suffix}"
+            value = expected[f"HL-min-{level}"][section]
+            assert list(table[key].values()) == [f"{value:.2f}"], key
+            assert round(100 * metrics[key], 2) == pytest.approx(value, abs=1e-9), key
     # The headline numbers of the brief, spelled out.
     assert (table["R1"]["0.5"], table["R1"]["0.7"], table["mAP"]["avg"]) == ("53.94", "34.84", "32.20")
     assert (table["mAP"]["0.5"], table["mAP"]["0.75"]) == ("54.96", "31.01")
+    buckets = (table["short/mAP"]["avg"], table["middle/mAP"]["avg"], table["long/mAP"]["avg"])
+    assert buckets == ("3.28", "32.30", "41.11")
+    highlights = [
+        next(iter(table[f"HL-min-{level}/{suffix}"].values()))
+        for level in ("Fair", "Good", "VeryGood")
+        for suffix in ("mAP", "Hit1")
+    ]
+    assert highlights == ["67.77", "66.45", "58.09", "64.45", "35.65", "55.55"]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +169,27 @@ def test_hit_rule_thresholds_and_json(tmp_path: Path, capsys) -> None:  # type: 
     rc, out, _ = _run(capsys, *common, "--exclusive")
     assert rc == 0 and "hit: IoU > m" in out
     assert _table(out)["R1"] == {"0.5": "50.00", "0.7": "50.00"}
+
+
+def test_saliency_without_highlight_labels_is_a_note(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    annotations, _ = _tiny(tmp_path)
+    preds = tmp_path / "salient.json"
+    write_predictions(
+        preds,
+        [
+            PredictionRecord(
+                key=f"v1#{i}", video_id="v1", spans=(span,), sentence_index=i, saliency=(0.1, 0.9)
+            )
+            for i, span in enumerate([(0.0, 5.0), (20.0, 40.0)])
+        ],
+        dataset="activitynet_captions",
+    )
+    rc, out, _ = _run(capsys, "--predictions", str(preds), "--annotations", str(annotations))
+    assert rc == 0 and "HL-min" not in out
+    assert (
+        "note: the predictions' saliency scores are not scored: the annotations have no highlight labels"
+        in out
+    )
 
 
 def test_usage_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

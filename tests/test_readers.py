@@ -49,6 +49,9 @@ REAL = [
     ("activitynet_cg", "novel_composition", "error", 4202, 4202, 12028, 66, []),
     ("activitynet_cg", "novel_word", "error", 1991, 1991, 3920, 34, []),
     ("qvhighlights", "val", "error", 1519, 1550, 1550, 0, []),
+    ("didemo", "train", "error", 8395, 8395, 33005, 0, []),
+    ("didemo", "val", "error", 1065, 1065, 4180, 0, []),
+    ("didemo", "test", "error", 1004, 1004, 4021, 0, []),
 ]
 
 
@@ -430,7 +433,8 @@ WRONG_READER = [
         "activitynet_captions",
         "an ActivityNet-Captions-layout",
     ),
-    ("didemo/test_data_bwzhang.json", "activitynet_captions", None, "a DiDeMo file"),
+    ("didemo/test_data_bwzhang.json", "activitynet_captions", "didemo", "a DiDeMo file"),
+    ("activitynet_captions/val_2.json", "didemo", "activitynet_captions", "an ActivityNet-Captions-layout"),
 ]
 
 

@@ -3,9 +3,11 @@
 ``higround evaluate --predictions P --annotations A [--dataset NAME] [--thresholds 0.3 0.5 0.7]
 [--exclusive] [--allow-missing] [--allow-unknown] [--on-bad error|skip] [--json OUT]`` reads P
 (``higround.predictions.v1`` JSON or Moment-DETR JSON lines), matches it to A's sentences by key,
-prints the metrics table of :mod:`higround.metrics` (percent) and optionally writes them (fractions)
-to a JSON file, atomically. With ``--on-bad skip`` A's bad records are left out, and predictions for
-them are set aside and counted in a note (they have no trustworthy ground truth to be scored against).
+prints the metrics table of :mod:`higround.metrics` (percent; with the highlight metrics when the
+predictions carry per-clip saliency and the annotations have highlight labels) and optionally
+writes them (fractions) to a JSON file, atomically. With ``--on-bad skip`` A's bad records are left
+out, and predictions for them are set aside and counted in a note (they have no trustworthy ground
+truth to be scored against).
 """
 
 from __future__ import annotations
@@ -247,6 +249,10 @@ def run_predictions(args: argparse.Namespace) -> int:
         )
     if dataset.report.clamped or dataset.report.skipped:
         notes.append(dataset.report.summary())
+    if alignment.saliency is None and any(r.saliency is not None for r in predictions.records):
+        notes.append(
+            "the predictions' saliency scores are not scored: the annotations have no highlight labels"
+        )
     if set_aside:
         notes.append(
             f"{len(set_aside)} prediction(s) for the skipped bad record(s) not scored (their ground truth "

@@ -42,6 +42,8 @@ DEFAULT_THRESHOLDS: Mapping[str, tuple[float, ...]] = {
     "charades_sta": (0.5, 0.7),
     "charades_cg": (0.5, 0.7),
     "qvhighlights": MR_THRESHOLDS,
+    # No grounding recipe uses DiDeMo (HSE retrieves with it); its moments are 5-s segments.
+    "didemo": (0.5, 0.7),
 }
 
 

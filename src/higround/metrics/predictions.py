@@ -7,14 +7,17 @@
      "predictions": [
        {"key": "v_abc#0", "video_id": "v_abc", "sentence_index": 0,
         "spans": [[12.5, 30.1], [10.0, 31.0]], "scores": [0.9, 0.4],
-        "paragraph_index": 0, "paragraph_span": [10.0, 80.0], "word_spans": [[12.0, 14.0], ...]},
+        "paragraph_index": 0, "paragraph_span": [10.0, 80.0], "word_spans": [[12.0, 14.0], ...],
+        "saliency": [0.1, 0.7, ...]},
        ...]}
 
 ``key`` matches :attr:`higround.data.schema.Sentence.key`; ``spans`` are seconds, ranked best first
 (the first is the prediction R1 and mIoU score); everything after ``spans`` is optional; other record
-fields are kept in :attr:`PredictionRecord.extra` and written back. Moment-DETR's
-``{qid, vid, pred_relevant_windows: [[s, e, score], ...]}`` lines read into the same records (key
-``str(qid)``; ``pred_saliency_scores`` is not read).
+fields are kept in :attr:`PredictionRecord.extra` and written back. ``saliency`` is a score per clip
+of the annotation's clip grid (QVHighlights: clip i covers [2i, 2i + 2) s), scored by the highlight
+metrics. Moment-DETR's ``{qid, vid, pred_relevant_windows: [[s, e, score], ...],
+pred_saliency_scores: [...]}`` lines read into the same records (key ``str(qid)``; saliency from
+``pred_saliency_scores`` when the line has it).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ _KNOWN = (
     "paragraph_span",
     "sentence_span",
     "word_spans",
+    "saliency",
 )
 _REQUIRED = ("key", "video_id", "spans")
 _TOP_LEVEL = ("format", "dataset", "split", "meta", "predictions")
@@ -77,6 +81,8 @@ class PredictionRecord:
         paragraph_span: the paragraph-level prediction (HSCNet's paragraph decoder), if any.
         sentence_span: the sentence-level prediction (HSCNet's sentence decoder), if any.
         word_spans: word-level predictions, one per word, if any.
+        saliency: a score per clip of the annotation's clip grid (clip i first; higher is more
+            salient), if any; the highlight metrics score it.
         extra: any other JSON fields of the record, kept verbatim.
     """
 
@@ -89,6 +95,7 @@ class PredictionRecord:
     paragraph_span: Span | None = None
     sentence_span: Span | None = None
     word_spans: tuple[Span, ...] | None = None
+    saliency: tuple[float, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -112,6 +119,8 @@ class PredictionRecord:
             out["sentence_span"] = list(self.sentence_span)
         if self.word_spans is not None:
             out["word_spans"] = [list(s) for s in self.word_spans]
+        if self.saliency is not None:
+            out["saliency"] = list(self.saliency)
         out.update(self.extra)
         return out
 
@@ -169,6 +178,16 @@ def _span_list(x: Any, what: str, *, allow_empty: bool) -> tuple[Span, ...]:
     return tuple(_span(s, f"{what}[{i}]") for i, s in enumerate(x))
 
 
+def _saliency(x: Any, what: str) -> tuple[float, ...] | None:
+    """Per-clip scores: a non-empty list of finite numbers (raises _Bad), or None."""
+    x = _listed(x)
+    if x is None:
+        return None
+    if not isinstance(x, list | tuple) or not x:
+        raise _Bad(f"{what} must be a non-empty list of numbers (one per clip), got {x!r}")
+    return tuple(_number(s, f"{what}[{i}]") for i, s in enumerate(x))
+
+
 def _index(x: Any, what: str) -> int | None:
     if x is None:
         return None
@@ -203,6 +222,7 @@ def _check(record: PredictionRecord) -> PredictionRecord:
         paragraph_span=None if paragraph is None else _span(paragraph, "paragraph_span"),
         sentence_span=None if record.sentence_span is None else _span(record.sentence_span, "sentence_span"),
         word_spans=None if words is None else _span_list(words, "word_spans", allow_empty=True),
+        saliency=_saliency(record.saliency, "saliency"),
         extra=dict(record.extra),
     )
 
@@ -285,12 +305,14 @@ def _moment_detr_record(obj: Any) -> PredictionRecord:
             video_id=obj["vid"],
             spans=tuple(w[:2] for w in windows),
             scores=tuple(w[2] for w in windows) if scored else None,
+            saliency=_saliency(obj.get("pred_saliency_scores"), "pred_saliency_scores"),
         )
     )
 
 
 def read_moment_detr(path: str | Path) -> Predictions:
-    """Read Moment-DETR JSON lines (``qid``, ``vid``, ``pred_relevant_windows``) as records."""
+    """Read Moment-DETR JSON lines (``qid``, ``vid``, ``pred_relevant_windows``, optionally
+    ``pred_saliency_scores``) as records."""
     file = Path(path)
     records, where = [], []
     # A key repeated inside a line is not an error here: the last one wins, as in the v1 format.

@@ -7,7 +7,9 @@
 Nothing is dropped silently: a sentence without a prediction is an error unless ``allow_missing``
 (then it is scored as a miss, IoU 0, and counted); a prediction for a key the annotation does not
 have is an error unless ``allow_unknown`` (then it is ignored and counted); a prediction whose video
-(or sentence index) disagrees with the annotation's is always an error.
+(or sentence index) disagrees with the annotation's is always an error. Predictions carrying per-clip
+saliency, against an annotation with highlight labels (QVHighlights' ``relevant_clip_ids`` and
+``saliency_scores``), are also scored by the highlight metrics (:mod:`higround.metrics.highlight`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from higround.data.schema import GroundingDataset
+from higround.data.readers.qvhighlights import ANNOTATORS, CLIP_SECONDS
+from higround.data.schema import GroundingDataset, Paragraph, Sentence
 from higround.errors import ConfigError, DataError
 from higround.metrics.grounding import (
     MR_THRESHOLDS,
@@ -26,6 +29,7 @@ from higround.metrics.grounding import (
     grounding_metrics,
     thresholds_for,
 )
+from higround.metrics.highlight import SaliencyInputs, highlight_metrics, saliency_inputs
 from higround.metrics.moment_retrieval import MAX_PREDICTIONS, moment_retrieval_metrics
 from higround.metrics.predictions import PredictionRecord, Predictions
 from higround.metrics.ranking import RankedSpans, pad_ranked, rank_recall
@@ -48,6 +52,8 @@ class Alignment:
         gt: ``(Q, W, 2)`` padded ground-truth windows; ``gt_mask (Q, W)`` marks the real ones.
         missing: keys of sentences without a prediction (scored as misses).
         unknown: prediction keys the annotation does not have (ignored).
+        saliency: predicted and annotated clip saliency, when the predictions carry saliency and
+            the annotation has highlight labels; else None.
     """
 
     dataset: str
@@ -57,6 +63,7 @@ class Alignment:
     gt_mask: np.ndarray
     missing: list[str]
     unknown: list[str]
+    saliency: SaliencyInputs | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -84,13 +91,15 @@ def align_predictions(
 
     Raises:
         DataError: ``dataset`` holds no sentence, or a key is missing, unknown or names another video
-            or sentence index than the annotation.
+            or sentence index than the annotation; some predictions carry saliency and others not; the
+            predictions carry saliency and only some sentences have highlight labels.
     """
     source = predictions.source if isinstance(predictions, Predictions) else "predictions"
     records = predictions.records if isinstance(predictions, Predictions) else list(predictions)
     annotation = dataset.report.source
     by_key = {r.key: r for r in records}
-    sentences = [(p.video_id, s) for p, s in dataset.sentences()]
+    pairs = list(dataset.sentences())
+    sentences = [(p.video_id, s) for p, s in pairs]
     keys = [s.key for _, s in sentences]
     if not keys:  # every metric of an empty set would read 0, as if every prediction missed
         skipped = len(dataset.report.skipped)
@@ -133,7 +142,49 @@ def align_predictions(
         [_scores(r) if r is not None else () for r in rows],
     )
     windows = pad_ranked([s.all_windows for _, s in sentences])
-    return Alignment(dataset.name, keys, ranked, windows.spans, windows.mask, missing, unknown)
+    saliency = _saliency(rows, pairs, source, annotation)
+    return Alignment(dataset.name, keys, ranked, windows.spans, windows.mask, missing, unknown, saliency)
+
+
+# The fields of a QVHighlights sentence's highlight labels (Sentence.extra, checked by its reader).
+_CLIP_IDS, _CLIP_SCORES = "relevant_clip_ids", "saliency_scores"
+
+
+def _saliency(
+    rows: Sequence[PredictionRecord | None],
+    pairs: Sequence[tuple[Paragraph, Sentence]],
+    source: str,
+    annotation: str,
+) -> SaliencyInputs | None:
+    """The highlight inputs of aligned ``rows``, or None when there is nothing to score.
+
+    Nothing to score: no prediction carries saliency, or no sentence has highlight labels (e.g.
+    Charades-STA). A mix is an error: scoring part of the queries would read as the whole split.
+    """
+    given = [r for r in rows if r is not None]
+    bare = [r.key for r in given if r.saliency is None]
+    if len(bare) == len(given):
+        return None
+    if bare:
+        raise DataError(
+            f"{source}: {len(given) - len(bare)} of {len(given)} predictions carry saliency scores but "
+            f"{len(bare)} do not (keys {_some(bare)}): give every prediction its clip scores, or none"
+        )
+    unlabelled = [s.key for _, s in pairs if _CLIP_IDS not in s.extra]
+    if len(unlabelled) == len(pairs):
+        return None
+    if unlabelled:
+        raise DataError(
+            f"{annotation}: the predictions carry saliency scores but {len(unlabelled)} of {len(pairs)} "
+            f"sentences have no {_CLIP_IDS!r} / {_CLIP_SCORES!r} (keys {_some(unlabelled)})"
+        )
+    return saliency_inputs(
+        [r.saliency if r is not None else None for r in rows],
+        [s.extra[_CLIP_IDS] for _, s in pairs],
+        [np.reshape(s.extra[_CLIP_SCORES], (-1, ANNOTATORS)) for _, s in pairs],
+        [p.duration for p, _ in pairs],
+        CLIP_SECONDS,
+    )
 
 
 def _scores(record: PredictionRecord) -> Sequence[float]:
@@ -156,7 +207,8 @@ def score_alignment(
     Keys: ``R1@m`` (top prediction, every sentence) and ``mIoU``; ``R{n}@m`` for each n > 1 in
     ``n_values`` (after NMS at ``nms_threshold``) when some sentence has several predictions; with
     ``moment_retrieval`` (default: for QVHighlights) ``mAP@m`` over 0.5:0.05:0.95, ``mAP``, and
-    ``short/``, ``middle/``, ``long/`` ``mAP@m``, ``mAP``, ``R1@m``.
+    ``short/``, ``middle/``, ``long/`` ``mAP@m``, ``mAP``, ``R1@m``; with saliency inputs
+    (:attr:`Alignment.saliency`) ``HL-min-{Fair,Good,VeryGood}/mAP`` and ``/Hit1``.
 
     Raises:
         ConfigError: a threshold outside (0, 1], or ``nms_threshold`` outside [0, 1].
@@ -174,6 +226,8 @@ def score_alignment(
             ranked, gt, gt_mask, MR_THRESHOLDS, inclusive, max_predictions, r1_thresholds=m
         )
         out.update({k: v for k, v in mr.items() if k not in out})
+    if alignment.saliency is not None:
+        out.update(highlight_metrics(alignment.saliency))
     return out
 
 

@@ -21,6 +21,7 @@ from higround.data.readers._layout import LayoutError
 from higround.data.readers._table import LoadOptions, OnBad, Table
 from higround.data.readers.captions import parse_captions
 from higround.data.readers.charades import parse_charades_sta
+from higround.data.readers.didemo import parse_didemo
 from higround.data.readers.qvhighlights import parse_qvhighlights
 from higround.data.readers.tacos import parse_tacos_frames, parse_tacos_paragraphs
 from higround.data.schema import GroundingDataset
@@ -136,6 +137,14 @@ DATASETS: dict[str, DatasetSpec] = {
             "highlight_{split}_release.jsonl",
             ("train", "val"),
             parse_qvhighlights,
+        ),
+        DatasetSpec(
+            "didemo",
+            "DiDeMo as HSE's code releases it (times in feature frames; one paragraph per video)",
+            "didemo",
+            "{split}_data_bwzhang.json",
+            ("train", "val", "test"),
+            parse_didemo,
         ),
     )
 }

@@ -48,7 +48,7 @@ LAYOUTS: dict[str, Layout] = {
     "qvhighlights": Layout(
         "a qvhighlights", "JSON lines {qid, query, vid, duration, relevant_windows}", ("qvhighlights",)
     ),
-    "didemo": Layout("a DiDeMo", "{video: {times, description}}", ()),
+    "didemo": Layout("a DiDeMo", "{video: {times, description}}", ("didemo",)),
 }
 
 # The layout each reader expects.
