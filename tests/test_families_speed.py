@@ -18,7 +18,8 @@ def speed(load_script: Callable[[str], ModuleType]) -> ModuleType:
 
 
 @pytest.mark.parametrize(
-    ("family", "unit"), [("tan2d", "sentence"), ("lgi", "sentence"), ("hscnet", "paragraph")]
+    ("family", "unit"),
+    [("tan2d", "sentence"), ("lgi", "sentence"), ("hscnet", "paragraph"), ("prvg", "paragraph")],
 )
 def test_a_recipe_is_measured_at_its_shapes(speed: ModuleType, family: str, unit: str) -> None:
     row = speed.measure(

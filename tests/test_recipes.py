@@ -1,10 +1,10 @@
-"""Every dataset recipe of the sentence families trains, evaluates and predicts as released.
+"""Every dataset recipe of the sentence families and of PRVG trains, evaluates and predicts as released.
 
-Each recipe of ``configs/tan2d/`` and ``configs/lgi/`` (its ``*_sscs`` variant included) runs on the
-real annotation files of its benchmark and on small random features written in that benchmark's
-release layout (the recipe's own ``data.feature_key`` and ``model.video_dim``), with the recipe's
-shapes (clips, 2D-TAN's map, LGI's phrases) and only its widths shrunk: one epoch of ``fit``, then
-the checkpoint predicts and is scored by the one evaluator.
+Each recipe of ``configs/tan2d/``, ``configs/lgi/`` (its ``*_sscs`` variant included) and
+``configs/prvg/`` runs on the real annotation files of its benchmark and on small random features
+written in that benchmark's release layout (the recipe's own ``data.feature_key`` and
+``model.video_dim``), with the recipe's shapes (clips, 2D-TAN's map, LGI's phrases) and only its
+widths shrunk: one epoch of ``fit``, then the checkpoint predicts and is scored by the one evaluator.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from higround.metrics import evaluate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = sorted(
-    p for family in ("tan2d", "lgi") for p in (CONFIGS / family).glob("*.yaml")
+    p for family in ("tan2d", "lgi", "prvg") for p in (CONFIGS / family).glob("*.yaml")
     if p.stem != "base" and not p.stem.startswith("synthetic")
 )  # fmt: skip
 # Narrow widths; every shape the recipe fixes (clips, map layout, kernels, phrases) stays.
@@ -36,17 +36,26 @@ NARROW = {
         "model.attention_dim=8",
         "model.regression_dim=16",
     ],
+    "prvg": ["model.hidden_dim=16", "model.num_heads=2", "model.ffn_dim=32", "model.lstm_layers=1"],
 }
 SSCS_NARROW = ["model.sscs.dim=8", "model.sscs.decoder_hidden=8", "model.sscs.gt_encoder_heads=2"]
 # Per benchmark: the split of ../shared/data to train and test on, and how many of its videos (a TACoS
 # video has about 150 sentences: one is enough).
-DATA = {"charades_sta": ("test", 3), "tacos": ("test", 1), "activitynet_captions": ("val_2", 3)}
+DATA = {
+    "charades_sta": ("test", 3),
+    "tacos": ("test", 1),
+    "tacos_paragraphs": ("test", 2),
+    "activitynet_captions": ("val_2", 3),
+}
+# The folder of ../shared/data holding a reader's files, where it is not named after the reader.
+FOLDER = {"tacos_paragraphs": "tacos"}
 
 
 def test_every_dataset_recipe_is_covered() -> None:
     names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
     assert {"tan2d/charades_sta", "tan2d/tacos", "tan2d/activitynet_captions", "lgi/charades_sta"} <= names
     assert {"tan2d/charades_sta_sscs", "lgi/activitynet_captions_sscs"} <= names
+    assert {"prvg/activitynet_captions", "prvg/tacos"} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -58,7 +67,7 @@ def test_the_recipe_trains_and_its_checkpoint_predicts(
     name, key = released.data.dataset, released.data.feature_key
     assert key is not None and released.model["video_dim"] is not None
     split, videos = DATA[name]
-    paragraphs = load_dataset(name, shared_data / name, split).paragraphs()[:videos]
+    paragraphs = load_dataset(name, shared_data / FOLDER.get(name, name), split).paragraphs()[:videos]
     rng = np.random.default_rng(0)
     arrays = {p.video_id: rng.standard_normal((40, int(released.model["video_dim"]))) for p in paragraphs}
     if key.endswith(".npy"):
@@ -71,7 +80,7 @@ def test_the_recipe_trains_and_its_checkpoint_predicts(
         write_hdf5_store(features, arrays, key=key)
     family = released.family.name
     overrides = [
-        f"data.root={shared_data / name}",
+        f"data.root={shared_data / FOLDER.get(name, name)}",
         f"data.features={features}",
         *(f"data.{s}_split={split}" for s in ("train", "test")),
         f"data.val_split={split if released.data.val_split else 'null'}",

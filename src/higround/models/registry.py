@@ -13,12 +13,14 @@ from higround.errors import ConfigError
 from higround.models.family import ModelFamily
 from higround.models.hscnet.family import HSCNET_FAMILY
 from higround.models.lgi.family import LGI_FAMILY
+from higround.models.prvg.family import PRVG_FAMILY
 from higround.models.tan2d.family import TAN2D_FAMILY
 
 FAMILIES: dict[str, ModelFamily[Any, Any]] = {
     HSCNET_FAMILY.name: HSCNET_FAMILY,
     TAN2D_FAMILY.name: TAN2D_FAMILY,
     LGI_FAMILY.name: LGI_FAMILY,
+    PRVG_FAMILY.name: PRVG_FAMILY,
 }
 
 DEFAULT_FAMILY = HSCNET_FAMILY.name
