@@ -2,7 +2,8 @@
 
 ``higround data stats DATASET --root DIR --split SPLIT`` (or ``--file FILE``) loads one split with
 the shared readers and prints its counts and the reader's report; ``higround data list`` names the
-benchmarks and their splits.
+benchmarks and their splits; ``higround data negatives DATASET --root DIR --split train --out FILE``
+writes SHINE-style hierarchical negatives of a split (docs/shine.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from higround.data.negatives import (
+    DEFAULT_RATIOS,
+    check_ratios,
+    generate_negatives,
+    manifest_word_classes,
+    masked_fractions,
+    write_negatives,
+)
 from higround.data.readers import (
     DATASETS,
     DEFAULT_CLAMP_TOLERANCE,
@@ -24,6 +33,7 @@ from higround.data.readers import (
 )
 from higround.data.schema import GroundingDataset
 from higround.errors import ConfigError
+from higround.io import check_writable
 
 
 def register(sub: Any) -> None:
@@ -49,6 +59,30 @@ def register(sub: Any) -> None:
 
     listing = actions.add_parser("list", help="benchmarks and their splits")
     listing.set_defaults(func=run)
+
+    negatives = actions.add_parser(
+        "negatives", help="write SHINE hierarchical negatives (progressive masking and refill) of a split"
+    )
+    negatives.add_argument("dataset", choices=available_datasets())
+    negatives.add_argument("--root", required=True, help="the benchmark's folder, or a data root holding it")
+    negatives.add_argument("--split", default="train", help="split to mask (default %(default)s)")
+    negatives.add_argument("--out", required=True, help="the .jsonl file to write")
+    negatives.add_argument("--seed", type=int, default=0, help="seed of the refills (default %(default)s)")
+    negatives.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_RATIOS),
+        metavar="R",
+        help="masking ratio of each level (default %(default)s: SHINE supp. Table 1)",
+    )
+    negatives.add_argument(
+        "--grammar",
+        help="the procedural benchmark's synthetic.json: exact word classes from its grammar "
+        "(default: a lexicon built from the split's captions)",
+    )
+    negatives.add_argument("--on-bad", choices=("error", "skip"), default="error", help="bad-record policy")
+    negatives.set_defaults(func=run_negatives)
 
 
 def compute_stats(dataset: GroundingDataset) -> dict[str, Any]:
@@ -123,4 +157,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     stats = compute_stats(_load(args))
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def run_negatives(args: argparse.Namespace) -> int:
+    """Run ``higround data negatives``: mask and refill every query of a split, write the jsonl."""
+    out = check_writable(args.out, "--out")
+    ratios = check_ratios(args.ratios)
+    word_classes = manifest_word_classes(args.grammar) if args.grammar else None
+    dataset = load_dataset(args.dataset, args.root, args.split, on_bad=args.on_bad)
+    rows = generate_negatives(dataset, ratios=ratios, seed=args.seed, word_classes=word_classes)
+    write_negatives(out, rows)
+    fractions = ", ".join(f"{f:.2f}" for f in masked_fractions(rows))
+    print(
+        f"wrote {out}: {len(rows)} queries x {len(ratios)} levels; mean masked fraction per level {fractions}"
+    )
+    print(f"  report: {dataset.report.summary()}")
     return 0
