@@ -27,8 +27,11 @@ from higround.models import registry
 from higround.models.family import EMBEDDING_KEY, RETRIEVAL, GroundingPredictions
 from higround.models.hscnet import LOSS_TERMS, HSCNet, HSCNetConfig
 from higround.models.hscnet.family import HSCNET_FAMILY
+from higround.models.hse.family import HSE_FAMILY
 from higround.models.lgi.family import LGI_FAMILY
+from higround.models.moment_detr.family import MOMENT_DETR_FAMILY
 from higround.models.prvg.family import PRVG_FAMILY
+from higround.models.qd_detr.family import QD_DETR_FAMILY
 from higround.models.tan2d.family import TAN2D_FAMILY
 from higround.text.vocab import Vocabulary
 
@@ -58,6 +61,9 @@ def test_the_table_lists_hscnet_and_its_parts_satisfy_the_contract() -> None:
         "tan2d": TAN2D_FAMILY,
         "lgi": LGI_FAMILY,
         "prvg": PRVG_FAMILY,
+        "moment_detr": MOMENT_DETR_FAMILY,
+        "qd_detr": QD_DETR_FAMILY,
+        "hse": HSE_FAMILY,
     }
     assert registry.DEFAULT_FAMILY == "hscnet"
     assert [(f.title, f.unit) for f in registry.FAMILIES.values()] == [
@@ -65,6 +71,9 @@ def test_the_table_lists_hscnet_and_its_parts_satisfy_the_contract() -> None:
         ("2D-TAN", "sentence"),
         ("LGI", "sentence"),
         ("PRVG", "paragraph"),
+        ("Moment-DETR", "sentence"),
+        ("QD-DETR", "sentence"),
+        ("HSE", "paragraph"),
     ]
     family = registry.get_family("hscnet")
     assert (family.name, family.title, family.task) == ("hscnet", "HSCNet", "grounding")
@@ -91,7 +100,9 @@ def test_the_table_lists_hscnet_and_its_parts_satisfy_the_contract() -> None:
 
 def test_an_unknown_family_is_one_line_naming_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"model\.family: 'tan9d' is not a model family.*known: hscnet, lgi, prvg, tan2d"
+        ConfigError,
+        match=r"model\.family: 'tan9d' is not a model family.*"
+        r"known: hscnet, hse, lgi, moment_detr, prvg, qd_detr, tan2d",
     ) as err:
         load_config(CONFIGS / "tacos.yaml", ["model.family=tan9d"])
     assert "\n" not in str(err.value)
@@ -99,7 +110,7 @@ def test_an_unknown_family_is_one_line_naming_the_known_ones(tmp_path: Path) -> 
     recipe.write_text("model:\n  family: nope\n")
     with pytest.raises(ConfigError, match="'nope' is not a model family"):
         load_config(recipe)
-    with pytest.raises(ConfigError, match="known: hscnet, lgi, prvg, tan2d"):
+    with pytest.raises(ConfigError, match="known: hscnet, hse, lgi, moment_detr, prvg, qd_detr, tan2d"):
         registry.get_family("nope")
 
 

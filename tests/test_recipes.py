@@ -1,10 +1,11 @@
 """Every dataset recipe of the sentence families and of PRVG trains, evaluates and predicts as released.
 
-Each recipe of ``configs/tan2d/``, ``configs/lgi/`` (its ``*_sscs`` variant included) and
-``configs/prvg/`` runs on the real annotation files of its benchmark and on small random features
-written in that benchmark's release layout (the recipe's own ``data.feature_key`` and
-``model.video_dim``), with the recipe's shapes (clips, 2D-TAN's map, LGI's phrases) and only its
-widths shrunk: one epoch of ``fit``, then the checkpoint predicts and is scored by the one evaluator.
+Each recipe of ``configs/tan2d/``, ``configs/lgi/`` (its ``*_sscs`` variant included),
+``configs/prvg/``, ``configs/moment_detr/`` and ``configs/qd_detr/`` runs on the real annotation
+files of its benchmark and on small random features written in that benchmark's release layout (the
+recipe's own ``data.feature_key`` and ``model.video_dim``), with the recipe's shapes (clips, 2D-TAN's
+map, LGI's phrases, the DETRs' queries) and only its widths shrunk: one epoch of ``fit``, then the
+checkpoint predicts and is scored by the one evaluator (QVHighlights: the highlight metrics too).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from higround.engine.evaluation import open_checkpoint
 from higround.metrics import evaluate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAMILIES = ("tan2d", "lgi", "prvg", "moment_detr", "qd_detr")
 RECIPES = sorted(
-    p for family in ("tan2d", "lgi", "prvg") for p in (CONFIGS / family).glob("*.yaml")
+    p for family in FAMILIES for p in (CONFIGS / family).glob("*.yaml")
     if p.stem != "base" and not p.stem.startswith("synthetic")
 )  # fmt: skip
 # Narrow widths; every shape the recipe fixes (clips, map layout, kernels, phrases) stays.
@@ -37,7 +39,11 @@ NARROW = {
         "model.regression_dim=16",
     ],
     "prvg": ["model.hidden_dim=16", "model.num_heads=2", "model.ffn_dim=32", "model.lstm_layers=1"],
+    "moment_detr": ["model.hidden_dim=16", "model.num_heads=2", "model.ffn_dim=32"],
+    "qd_detr": ["model.hidden_dim=16", "model.num_heads=2", "model.ffn_dim=32"],
 }
+# Ranked spans per sentence, where a family gives more than one.
+RANKED = {"tan2d": 5, "moment_detr": 10, "qd_detr": 10}
 SSCS_NARROW = ["model.sscs.dim=8", "model.sscs.decoder_hidden=8", "model.sscs.gt_encoder_heads=2"]
 # Per benchmark: the split of ../shared/data to train and test on, and how many of its videos (a TACoS
 # video has about 150 sentences: one is enough).
@@ -46,6 +52,9 @@ DATA = {
     "tacos": ("test", 1),
     "tacos_paragraphs": ("test", 2),
     "activitynet_captions": ("val_2", 3),
+    "qvhighlights": ("val", 3),
+    "charades_cg": ("test_trivial", 3),
+    "activitynet_cg": ("test_trivial", 3),
 }
 # The folder of ../shared/data holding a reader's files, where it is not named after the reader.
 FOLDER = {"tacos_paragraphs": "tacos"}
@@ -56,6 +65,10 @@ def test_every_dataset_recipe_is_covered() -> None:
     assert {"tan2d/charades_sta", "tan2d/tacos", "tan2d/activitynet_captions", "lgi/charades_sta"} <= names
     assert {"tan2d/charades_sta_sscs", "lgi/activitynet_captions_sscs"} <= names
     assert {"prvg/activitynet_captions", "prvg/tacos"} <= names
+    for family in ("moment_detr", "qd_detr"):
+        assert {
+            f"{family}/{d}" for d in ("qvhighlights", "charades_sta", "charades_cg", "activitynet_cg")
+        } <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -70,11 +83,14 @@ def test_the_recipe_trains_and_its_checkpoint_predicts(
     paragraphs = load_dataset(name, shared_data / FOLDER.get(name, name), split).paragraphs()[:videos]
     rng = np.random.default_rng(0)
     arrays = {p.video_id: rng.standard_normal((40, int(released.model["video_dim"]))) for p in paragraphs}
-    if key.endswith(".npy"):
+    if key.endswith((".npy", ".npz")):
         features = tmp_path / "features"
         features.mkdir()
         for vid, x in arrays.items():
-            np.save(features / key.format(video_id=vid), x.astype(np.float32))
+            if key.endswith(".npy"):
+                np.save(features / key.format(video_id=vid), x.astype(np.float32))
+            else:  # Moment-DETR's layout: the clips under "features"
+                np.savez(features / key.format(video_id=vid), features=x.astype(np.float32))
     else:
         features = tmp_path / "features.hdf5"
         write_hdf5_store(features, arrays, key=key)
@@ -103,9 +119,11 @@ def test_the_recipe_trains_and_its_checkpoint_predicts(
     records = run.records(split)
     sentences = [s.key for p in run.data.paragraphs(split) for s in p.sentences]
     assert [r.key for r in records] == sentences and sentences
-    ranked = 5 if family == "tan2d" else 1
+    ranked = RANKED.get(family, 1)
     assert all(len(r.spans) == ranked for r in records)
     metrics = evaluate(records, run.data.annotations(split), inclusive=config.eval.inclusive)
     assert 0.0 <= metrics["mIoU"] <= 1.0
     if ranked > 1:
         assert any(k.startswith("R5@") for k in metrics)
+    if name == "qvhighlights":  # the DETRs' clip saliency, scored by the highlight metrics
+        assert 0.0 <= metrics["HL-min-VeryGood/mAP"] <= 1.0

@@ -352,6 +352,7 @@ def run_demo(
     synthetic = SyntheticConfig(**{"seed": seed, **knobs})
     # A bad recipe or override fails here, before any data is written.
     checked = load_config(recipe, recipe_overrides)
+    checked.family.check_task("the demo")  # it scores spans (a retrieval recipe: higround evaluate)
     if checked.data.dataset != DATASET:
         raise ConfigError(f"demo: the recipe must read data.dataset={DATASET}, not {checked.data.dataset}")
     if model is not None and checked.family.name != model:

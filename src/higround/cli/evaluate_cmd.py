@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from higround.cli import retrieve_cmd
 from higround.cli.options import fraction
 from higround.cli.predict_cmd import add_checkpoint_data_arguments, open_from_args
 from higround.data.readers import LayoutError, available_datasets, load_annotation_file
@@ -103,6 +104,13 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--nms-threshold", type=fraction, default=0.5, help="NMS IoU of the R5 columns (default %(default)s)"
     )
+    parser.add_argument(
+        "--rank-convention",
+        choices=("higround", "hse"),
+        default="higround",
+        help="a retrieval checkpoint's numbers: higround's (R@1/5/10/50, median and mean rank) or "
+        "HSE's (CMHSE evaluation.py: r10 is R@50, floored median); docs/retrieval.md",
+    )
     parser.set_defaults(func=run)
 
 
@@ -173,6 +181,10 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     if args.annotations:
         raise ConfigError("--annotations is for --predictions; with --checkpoint use --annotations-root DIR")
     split_run = open_from_args(args)
+    from higround.models.family import RETRIEVAL  # torch is loaded by now
+
+    if split_run.config.family.task == RETRIEVAL:
+        return retrieve_cmd.run_evaluate(args, split_run)
     name = split_run.config.data.dataset
     if args.dataset and args.dataset != name:
         raise ConfigError(f"--dataset {args.dataset} but the checkpoint was trained on {name}")

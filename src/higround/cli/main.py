@@ -15,6 +15,7 @@ from higround.cli import (
     extract_cmd,
     ground_cmd,
     predict_cmd,
+    retrieve_cmd,
     train_cmd,
 )
 from higround.errors import Fix, FixableDataError, HigroundError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo_cmd,
         extract_cmd,
         ground_cmd,
+        retrieve_cmd,
     ):
         module.register(sub)
     return parser

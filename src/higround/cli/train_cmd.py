@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"last checkpoint:  {result.last_checkpoint}")
     if result.weights is not None:
         print(f"exported weights: {result.weights} (+ {result.weights.with_suffix('.json').name})")
-    if result.best_score is not None:
+    if result.best_score is not None and result.monitor == "val/mIoU":
         print(f"best val mIoU:    {100 * result.best_score:.2f}")
+    elif result.best_score is not None:  # a retrieval family's val/rsum, in % as CMHSE prints it
+        print(f"best val rsum:    {100 * result.best_score:.2f} (R@1 + R@5 + R@50 of both directions, %)")
     return 0

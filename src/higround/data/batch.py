@@ -42,6 +42,16 @@ class ParagraphBatch:
             (``"<video_id>#<index>"``, or QVHighlights' ``qid``), in order.
         video_group: ``(B,)`` long, the row's video numbered by first appearance in the batch (rows
             with the same video id have the same number; ``0`` is the first row's video).
+        windows: ``(B, N_S, W, 2)`` float every ground-truth window of each sentence, normalised as
+            ``spans`` (the first is ``spans``; QVHighlights queries have several).
+        window_mask: ``(B, N_S, W)`` bool, the real windows (a prefix of each sentence's).
+        clip_saliency: ``(B, N_S, N_V)`` float, per clip the annotators' summed highlight score of the
+            sentence (QVHighlights ``saliency_scores``, 0 outside ``relevant_clip_ids``); ``None``
+            when the data has no highlight labels.
+        clip_relevant: ``(B, N_S, N_V)`` bool, the clips of ``relevant_clip_ids``, with ``clip_saliency``.
+        text_features: ``(B, L_T, D_T)`` float pre-extracted token features of the row's sentence(s)
+            (``data.text_features``: a sentence unit's one query); ``None`` when the data has none.
+        text_mask: ``(B, L_T)`` bool, the real tokens of ``text_features``.
     """
 
     video: Tensor
@@ -59,6 +69,12 @@ class ParagraphBatch:
     sentence_index: Tensor
     sentence_keys: list[tuple[str, ...]]
     video_group: Tensor
+    windows: Tensor | None = None
+    window_mask: Tensor | None = None
+    clip_saliency: Tensor | None = None
+    clip_relevant: Tensor | None = None
+    text_features: Tensor | None = None
+    text_mask: Tensor | None = None
 
     def same_video(self) -> Tensor:
         """``(B, B)`` bool, True where rows ``i`` and ``j`` show the same video (diagonal included)."""

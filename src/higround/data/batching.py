@@ -25,6 +25,14 @@ class ParagraphItem:
         paragraph_index: the paragraph's index within its video.
         sentence_index: ``(S,)`` long, each sentence's index in its video's annotation.
         sentence_keys: the ``S`` sentences' keys (``"<video_id>#<index>"`` or the release's query id).
+        windows: ``(W, 2)`` float32 every ground-truth window of the sentences, divided by the
+            duration, sentence after sentence (``None``: one window per sentence, its span).
+        window_count: ``(S,)`` long windows per sentence (all >= 1, summing to W), with ``windows``.
+        clip_saliency: ``(S, T)`` float32 per clip of ``video`` the annotators' summed highlight
+            score (QVHighlights' ``saliency_scores``; 0 outside the relevant clips), or ``None``.
+        clip_relevant: ``(S, T)`` bool, the clips of ``relevant_clip_ids``, with ``clip_saliency``.
+        text_features: ``(L, D_t)`` float32 pre-extracted token features of the sentences,
+            concatenated in order (``data.text_features``), or ``None``.
     """
 
     video: Tensor
@@ -36,6 +44,11 @@ class ParagraphItem:
     paragraph_index: int
     sentence_index: Tensor
     sentence_keys: tuple[str, ...] = ()
+    windows: Tensor | None = None
+    window_count: Tensor | None = None
+    clip_saliency: Tensor | None = None
+    clip_relevant: Tensor | None = None
+    text_features: Tensor | None = None
 
 
 def _video_groups(video_ids: Sequence[str]) -> Tensor:
@@ -57,12 +70,29 @@ def _lengths_mask(lengths: Tensor) -> Tensor:
     return torch.arange(width) < lengths[:, None]
 
 
+def _optional(items: Sequence[ParagraphItem], name: str) -> list[Tensor] | None:
+    """Every item's ``name`` field, or None when no item has one (ValueError when only some do)."""
+    values = [getattr(it, name) for it in items]
+    given = [v for v in values if v is not None]
+    if not given:
+        return None
+    if len(given) != len(values):
+        raise ValueError(
+            f"collate_paragraphs: {len(given)} of {len(values)} items have {name}, the others not"
+        )
+    return given
+
+
 def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
     """Pad ``items`` into one :class:`ParagraphBatch` (usable as a DataLoader ``collate_fn``).
 
     Each field is concatenated once over the items and scattered into its padded tensor through a
     length mask (row-major order matches the concatenation order); the per-word sentence index and
-    in-sentence position come from ``repeat_interleave`` over cumulative offsets.
+    in-sentence position come from ``repeat_interleave`` over cumulative offsets. The optional
+    per-clip highlight labels and token features are collated when every item has them.
+
+    Raises:
+        ValueError: no item, or only some items carry highlight labels or token features.
     """
     if not items:
         raise ValueError("collate_paragraphs: no items")
@@ -84,6 +114,29 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
     first_word = torch.cumsum(sentence_length, 0) - sentence_length
     word_position = torch.arange(len(words)) - torch.repeat_interleave(first_word, sentence_length)
 
+    # Every window of every sentence: per sentence (a row per sentence), then per paragraph.
+    window_count = torch.cat(
+        [
+            it.window_count if it.window_count is not None else torch.ones(len(it.sentence_length))
+            for it in items
+        ]
+    ).long()
+    per_sentence = _lengths_mask(window_count)
+    windows = _pad(
+        torch.cat([it.windows if it.windows is not None else it.spans for it in items]).float(),
+        per_sentence,
+        0.0,
+    )
+    # (B, N_S, N_V) labels: the True entries of the mask, in row-major order, are each item's
+    # (S, T) labels flattened in order.
+    saliency, relevant = _optional(items, "clip_saliency"), _optional(items, "clip_relevant")
+    clip_mask = sentence_mask[:, :, None] & video_mask[:, None, :]
+    texts = _optional(items, "text_features")
+    text_mask = text_features = None
+    if texts is not None:
+        text_mask = _lengths_mask(torch.tensor([len(t) for t in texts]))
+        text_features = _pad(torch.cat(texts).float(), text_mask, 0.0)
+
     return ParagraphBatch(
         video=_pad(torch.cat([it.video for it in items]).float(), video_mask, 0.0),
         video_mask=video_mask,
@@ -100,4 +153,14 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
         sentence_index=_pad(torch.cat([it.sentence_index for it in items]).long(), sentence_mask, -1),
         sentence_keys=[it.sentence_keys for it in items],
         video_group=_video_groups([it.video_id for it in items]),
+        windows=_pad(windows, sentence_mask, 0.0),
+        window_mask=_pad(per_sentence, sentence_mask, False),
+        clip_saliency=None
+        if saliency is None
+        else _pad(torch.cat([x.reshape(-1) for x in saliency]).float(), clip_mask, 0.0),
+        clip_relevant=None
+        if relevant is None
+        else _pad(torch.cat([x.reshape(-1) for x in relevant]).bool(), clip_mask, False),
+        text_features=text_features,
+        text_mask=text_mask,
     )

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from higround.data.batching import ParagraphItem
 from higround.data.features import FeatureStore, l2_normalize, resample
+from higround.data.readers.qvhighlights import EXTRA_FIELDS
 from higround.data.schema import Paragraph
 from higround.errors import ConfigError, DataError
 from higround.text.tokenizer import tokenize
@@ -61,45 +62,120 @@ def encode_paragraph(paragraph: Paragraph, vocab: Vocabulary) -> tuple[torch.Ten
     return words, torch.tensor([len(t) for t in tokens], dtype=torch.long)
 
 
-def _normalised_spans(paragraph: Paragraph) -> torch.Tensor:
-    """``(S, 2)`` spans divided by the duration; a span outside [0, duration] raises DataError."""
+def _normalised(paragraph: Paragraph, spans: np.ndarray, owners: list[int]) -> torch.Tensor:
+    """``(N, 2)`` ``spans`` (seconds; row i of sentence ``owners[i]``) divided by the duration; a span
+    outside [0, duration] raises DataError naming its sentence."""
     if not paragraph.duration > 0:
         raise DataError(f"video {paragraph.video_id}: duration {paragraph.duration} is not positive")
-    spans = np.array([s.span for s in paragraph.sentences], dtype=np.float64) / paragraph.duration
-    bad = (spans[:, 0] < 0) | (spans[:, 0] > spans[:, 1]) | (spans[:, 1] > 1) | ~np.isfinite(spans).all(1)
+    normalised = spans / paragraph.duration
+    bad = (
+        (normalised[:, 0] < 0)
+        | (normalised[:, 0] > normalised[:, 1])
+        | (normalised[:, 1] > 1)
+        | ~np.isfinite(normalised).all(1)
+    )
     if bad.any():
-        s = paragraph.sentences[int(np.argmax(bad))]
+        row = int(np.argmax(bad))
+        s, span = paragraph.sentences[owners[row]], (float(spans[row, 0]), float(spans[row, 1]))
         raise DataError(
-            f"video {paragraph.video_id}: sentence {s.index} span {s.span} is not an ordered "
-            f"span inside [0, {paragraph.duration}]"
+            f"video {paragraph.video_id}: sentence {s.index} span {span} "
+            f"is not an ordered span inside [0, {paragraph.duration}]"
         )
-    return torch.from_numpy(spans.astype(np.float32))
+    return torch.from_numpy(normalised.astype(np.float32))
 
 
-def _clips(video_id: str, features: np.ndarray, num_clips: int, normalize: bool) -> torch.Tensor:
-    """``(num_clips, D)`` float32 clip features, L2-normalised per clip when ``normalize``."""
+def _normalised_spans(paragraph: Paragraph) -> torch.Tensor:
+    """``(S, 2)`` spans divided by the duration; a span outside [0, duration] raises DataError."""
+    spans = np.array([s.span for s in paragraph.sentences], dtype=np.float64).reshape(-1, 2)
+    return _normalised(paragraph, spans, list(range(len(paragraph.sentences))))
+
+
+def _normalised_windows(paragraph: Paragraph) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, 2)`` every ground-truth window (:attr:`Sentence.all_windows`) divided by the duration,
+    sentence after sentence, and ``(S,)`` the windows per sentence; bad windows raise DataError."""
+    windows = [s.all_windows for s in paragraph.sentences]
+    owners = [i for i, w in enumerate(windows) for _ in w]
+    spans = np.array([span for w in windows for span in w], dtype=np.float64).reshape(-1, 2)
+    counts = torch.tensor([len(w) for w in windows], dtype=torch.long)
+    return _normalised(paragraph, spans, owners), counts
+
+
+def _clips(
+    video_id: str, features: np.ndarray, num_clips: int, normalize: bool, native: bool = False
+) -> torch.Tensor:
+    """``(num_clips, D)`` float32 clip features, L2-normalised per clip when ``normalize``; with
+    ``native`` a video of at most ``num_clips`` clips keeps its own ``(T, D)``."""
     if features.ndim != 2 or features.shape[0] == 0:
         raise DataError(f"video {video_id}: features of shape {features.shape}, expected (T >= 1, D)")
-    clips = resample(features, num_clips)
+    clips = features if native and features.shape[0] <= num_clips else resample(features, num_clips)
     return torch.from_numpy(
         np.ascontiguousarray(l2_normalize(clips) if normalize else clips, dtype=np.float32)
     )
 
 
-# Per paragraph: word ids, words per sentence, normalised spans (checked once, reused per access).
-_Text = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+def clip_labels(paragraph: Paragraph, clips: int, grid: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The highlight labels of the paragraph's sentences on its ``clips`` clips, or None.
+
+    A sentence's labels (QVHighlights' ``relevant_clip_ids`` and ``saliency_scores`` in
+    :attr:`Sentence.extra`) index the ``grid`` clips of the video's features: a relevant clip scores
+    the sum of its annotators' scores (Moment-DETR's ``agg_scores``), every other clip 0; ids past
+    the features (``>= grid``) are dropped. When the features were resampled (``clips != grid``) the
+    labels are resampled alike (:func:`~higround.data.features.resample`; a clip is relevant when at
+    least half of what it covers is).
+
+    Returns:
+        ``(S, clips)`` float32 scores and ``(S, clips)`` bool relevance; None when no sentence has labels.
+
+    Raises:
+        DataError: only some sentences of the paragraph have labels.
+    """
+    ids_field, scores_field = EXTRA_FIELDS
+    labelled = [ids_field in s.extra for s in paragraph.sentences]
+    if not any(labelled):
+        return None
+    if not all(labelled):
+        s = paragraph.sentences[labelled.index(False)]
+        raise DataError(f"video {paragraph.video_id}: sentence {s.index} has no {ids_field!r}, others have")
+    scores = np.zeros((grid, len(paragraph.sentences)), dtype=np.float64)
+    relevant = np.zeros_like(scores)
+    for i, s in enumerate(paragraph.sentences):
+        ids = np.asarray(s.extra[ids_field], dtype=np.int64).reshape(-1)
+        summed = np.asarray(s.extra[scores_field], dtype=np.float64).reshape(len(ids), -1).sum(axis=1)
+        keep = (ids >= 0) & (ids < grid)
+        scores[ids[keep], i] = summed[keep]
+        relevant[ids[keep], i] = 1.0
+    if clips != grid:
+        scores, relevant = resample(scores, clips), resample(relevant, clips)
+    return torch.from_numpy(scores.T.astype(np.float32)), torch.from_numpy(relevant.T >= 0.5)
+
+
+# Per paragraph: word ids, words per sentence, normalised spans, every window and the windows per
+# sentence (checked once, reused per access).
+_Text = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _text(paragraph: Paragraph, vocab: Vocabulary) -> _Text:
-    return (*encode_paragraph(paragraph, vocab), _normalised_spans(paragraph))
+    return (
+        *encode_paragraph(paragraph, vocab),
+        _normalised_spans(paragraph),
+        *_normalised_windows(paragraph),
+    )
 
 
 def _item(
-    paragraph: Paragraph, text: _Text, features: np.ndarray, num_clips: int, normalize: bool
+    paragraph: Paragraph,
+    text: _Text,
+    features: np.ndarray,
+    num_clips: int,
+    normalize: bool,
+    native: bool = False,
+    text_features: Sequence[np.ndarray] | None = None,
 ) -> ParagraphItem:
-    words, lengths, spans = text
+    words, lengths, spans, windows, window_count = text
+    video = _clips(paragraph.video_id, features, num_clips, normalize, native)
+    labels = clip_labels(paragraph, video.shape[0], features.shape[0])
     return ParagraphItem(
-        video=_clips(paragraph.video_id, features, num_clips, normalize),
+        video=video,
         words=words,
         sentence_length=lengths,
         spans=spans,
@@ -108,18 +184,37 @@ def _item(
         paragraph_index=paragraph.index,
         sentence_index=torch.tensor([s.index for s in paragraph.sentences], dtype=torch.long),
         sentence_keys=tuple(s.key for s in paragraph.sentences),
+        windows=windows,
+        window_count=window_count,
+        clip_saliency=None if labels is None else labels[0],
+        clip_relevant=None if labels is None else labels[1],
+        text_features=None
+        if text_features is None
+        else torch.from_numpy(np.concatenate(text_features).astype(np.float32)),
     )
 
 
 def make_item(
-    paragraph: Paragraph, features: np.ndarray, vocab: Vocabulary, num_clips: int, normalize: bool = False
+    paragraph: Paragraph,
+    features: np.ndarray,
+    vocab: Vocabulary,
+    num_clips: int,
+    normalize: bool = False,
+    *,
+    native_clips: bool = False,
+    text_features: Sequence[np.ndarray] | None = None,
 ) -> ParagraphItem:
     """One item from a paragraph and its video's raw ``(T, D)`` clip features (no feature store needed).
 
-    The features are resampled to ``num_clips`` (and L2-normalised per clip when ``normalize``);
-    spans are divided by the duration. Bad sentences, spans or features raise DataError.
+    The features are resampled to ``num_clips`` (with ``native_clips``: only when ``T > num_clips``;
+    then L2-normalised per clip when ``normalize``); spans and every window are divided by the
+    duration; highlight labels, when the sentences have them, follow the clips (:func:`clip_labels`).
+    ``text_features``: one ``(L_s, D_t)`` array of token features per sentence. Bad sentences, spans or
+    features raise DataError.
     """
-    return _item(paragraph, _text(paragraph, vocab), features, num_clips, normalize)
+    return _item(
+        paragraph, _text(paragraph, vocab), features, num_clips, normalize, native_clips, text_features
+    )
 
 
 class ParagraphDataset(Dataset[ParagraphItem]):
@@ -136,28 +231,42 @@ class ParagraphDataset(Dataset[ParagraphItem]):
         vocab: Vocabulary,
         num_clips: int,
         normalize: bool = False,
+        *,
+        native_clips: bool = False,
+        text_store: FeatureStore | None = None,
     ) -> None:
-        """Check every paragraph against ``store`` and ``vocab``; raises DataError on bad records."""
+        """Check every paragraph against ``store`` and ``vocab``; raises DataError on bad records.
+
+        ``native_clips``: a video of at most ``num_clips`` clips keeps its own clips (batches pad),
+        a longer one is resampled to ``num_clips``. ``text_store``: pre-extracted token features, one
+        ``(L, D_t)`` entry per sentence keyed by its :attr:`~higround.data.schema.Sentence.key`.
+        """
         if num_clips < 1:
             raise ConfigError(f"num_clips must be >= 1, got {num_clips}")
-        missing = sorted({p.video_id for p in paragraphs if p.video_id not in store})
-        if missing:
-            more = " ..." if len(missing) > 10 else ""
-            raise DataError(
-                f"{store.name}: no features for {len(missing)} video(s): {', '.join(missing[:10])}{more}"
-            )
+        for source, ids, what in (
+            (store, [p.video_id for p in paragraphs], "video(s)"),
+            (text_store, [s.key for p in paragraphs for s in p.sentences], "sentence key(s)"),
+        ):
+            missing = [] if source is None else sorted({i for i in ids if i not in source})
+            if source is not None and missing:
+                more = " ..." if len(missing) > 10 else ""
+                raise DataError(
+                    f"{source.name}: no features for {len(missing)} {what}: {', '.join(missing[:10])}{more}"
+                )
         self.paragraphs = list(paragraphs)
         self.store = store
         self.vocab = vocab
         self.num_clips = num_clips
         self.normalize = normalize
+        self.native_clips = native_clips
+        self.text_store = text_store
         self._texts = [_text(p, vocab) for p in self.paragraphs]
 
     def word_ids(self) -> torch.Tensor:
         """``(W,)`` word ids of every sentence, concatenated (e.g. for the unknown-word rate)."""
         if not self._texts:
             return torch.zeros(0, dtype=torch.long)
-        return torch.cat([words for words, _, _ in self._texts])
+        return torch.cat([text[0] for text in self._texts])
 
     def __len__(self) -> int:
         return len(self.paragraphs)
@@ -170,4 +279,18 @@ class ParagraphDataset(Dataset[ParagraphItem]):
                 f"{self.store.name}: features of video {paragraph.video_id!r} have {features.shape[1]} "
                 f"channels, those of the store's first video {self.store.video_ids()[0]!r} {self.store.dim}"
             )
-        return _item(paragraph, self._texts[index], features, self.num_clips, self.normalize)
+        tokens = None
+        if self.text_store is not None:
+            store = self.text_store
+            tokens = [store.get(s.key) for s in paragraph.sentences]
+            if any(t.shape[1] != store.dim for t in tokens):
+                bad = next(
+                    s.key for s, t in zip(paragraph.sentences, tokens, strict=True) if t.shape[1] != store.dim
+                )
+                raise DataError(
+                    f"{store.name}: token features of {bad!r} have another size than the store's "
+                    f"first entry {store.video_ids()[0]!r} ({store.dim})"
+                )
+        return _item(
+            paragraph, self._texts[index], features, self.num_clips, self.normalize, self.native_clips, tokens
+        )

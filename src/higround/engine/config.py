@@ -52,6 +52,17 @@ class DataConfig:
         features: the feature store (one HDF5 file or a folder of .npy/.npz files).
         feature_key: entry template in the store, e.g. ``{video_id}/c3d_features``; null: detected.
         normalize: L2-normalise every clip feature.
+        native_clips: keep each video's own clips when it has at most ``model.num_clips`` (batches
+            pad to the longest; a longer video is resampled to ``num_clips``) instead of resampling
+            every video to ``num_clips``: the features' clip grid, as the DETR-style models read it
+            (QVHighlights' 2-s clips, which its saliency scores index).
+        text_features: pre-extracted token features of every query (one HDF5 file or a folder of
+            .npy/.npz), one ``(L, D)`` entry per sentence keyed by its key (QVHighlights: the
+            ``qid``); ``.npz`` files hold it as ``last_hidden_state`` (the peers' CLIP text
+            features). Null: the model reads the words (word vectors).
+        text_feature_key: the entry template of ``text_features``, ``{video_id}`` standing for the
+            sentence key (Moment-DETR's release: ``qid{video_id}.npz``); null: detected.
+        text_normalize: L2-normalise every token feature (the peers' default).
         train_split, val_split, test_split: split names; ``val_split: null`` trains without validation.
         max_sentences: split paragraphs into chunks of at most this many sentences (all splits).
         on_bad: ``error`` or ``skip`` bad annotation records.
@@ -72,6 +83,10 @@ class DataConfig:
     features: str | None = None
     feature_key: str | None = None
     normalize: bool = False
+    native_clips: bool = False
+    text_features: str | None = None
+    text_feature_key: str | None = None
+    text_normalize: bool = True
     train_split: str = "train"
     val_split: str | None = "val"
     test_split: str = "test"
@@ -119,7 +134,7 @@ class TextConfig:
         _at_least(self, "text", ("min_count", "max_vocab"), 1)
 
 
-SCHEDULERS = ("none", "plateau")
+SCHEDULERS = ("none", "plateau", "step")
 
 
 @dataclass
@@ -132,7 +147,8 @@ class OptimConfig:
             ReduceLROnPlateau`` stepped after every validation on ``plateau_monitor`` (a logged
             metric such as ``val/loss`` or ``val/mIoU``), in direction ``plateau_mode``, multiplying the
             rate by ``plateau_factor`` after ``plateau_patience`` validations without improvement
-            (2D-TAN's recipes; docs/tan2d.md).
+            (2D-TAN's recipes; docs/tan2d.md); or ``step``: the rate of epoch ``e`` is
+            ``lr * step_gamma ** (e // step_epochs)`` (HSE's ``lr_update``: x0.1 every 10 epochs).
     """
 
     lr: float = 1e-4
@@ -142,6 +158,8 @@ class OptimConfig:
     plateau_mode: str = "min"
     plateau_factor: float = 0.1
     plateau_patience: int = 10
+    step_epochs: int = 10
+    step_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -157,6 +175,9 @@ class OptimConfig:
         if not 0 < self.plateau_factor < 1:
             raise ConfigError(f"config: optim.plateau_factor must be in (0, 1), got {self.plateau_factor}")
         _at_least(self, "optim", ("plateau_patience",), 0)
+        _at_least(self, "optim", ("step_epochs",), 1)
+        if not 0 < self.step_gamma <= 1:
+            raise ConfigError(f"config: optim.step_gamma must be in (0, 1], got {self.step_gamma}")
         if not self.plateau_monitor.startswith("val/"):
             raise ConfigError(
                 "config: optim.plateau_monitor must be a validation metric (val/loss, val/mIoU, "
@@ -399,6 +420,8 @@ RESUME_FREE_KEYS = frozenset(
         "data.root",
         "data.features",
         "data.feature_key",
+        "data.text_features",
+        "data.text_feature_key",
         "data.on_bad",
         "data.test_split",
         "data.eval_batch_size",

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from higround.data.batching import collate_paragraphs
-from higround.data.dataset import ParagraphDataset, samples
+from higround.data.dataset import SENTENCE, ParagraphDataset, samples
 from higround.data.features import FeatureStore, open_store
 from higround.data.readers import OnBad, load_dataset
 from higround.data.schema import GroundingDataset, Paragraph
@@ -23,6 +23,10 @@ from higround.text.embeddings import read_word_vectors
 from higround.text.vocab import UnknownWords, Vocabulary, log_unknown_words
 
 log = logging.getLogger(__name__)
+
+# Where a ``.npz`` of token features holds them: the peers' CLIP text features (Moment-DETR's
+# ``StartEndDataset``, ``q_feat_type="last_hidden_state"``).
+TEXT_FEATURE_FIELD = "last_hidden_state"
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -68,6 +72,7 @@ class GroundingDataModule(L.LightningDataModule):
         self.config = config
         self._vocab = vocab
         self._store: FeatureStore | None = None
+        self._text_store: FeatureStore | None = None
         self._annotations: dict[str, GroundingDataset] = {}
         self._datasets: dict[str, ParagraphDataset] = {}
         self._unknown: dict[str, UnknownWords] = {}
@@ -148,6 +153,28 @@ class GroundingDataModule(L.LightningDataModule):
         return self._store
 
     @property
+    def text_store(self) -> FeatureStore | None:
+        """The token features of ``data.text_features`` (opened on first use; ``.npz`` entries under
+        ``last_hidden_state``), or None: the model reads the words.
+
+        Raises:
+            ConfigError: token features with the paragraph unit (a row would hold several queries).
+        """
+        data = self.config.data
+        if data.text_features is None:
+            return None
+        if self.unit != SENTENCE:
+            raise ConfigError("config: data.text_features needs the sentence unit (one query per sample)")
+        if self._text_store is None:
+            self._text_store = open_store(
+                data.text_features,
+                data.text_feature_key,
+                normalize=data.text_normalize,
+                npz_field=TEXT_FEATURE_FIELD,
+            )
+        return self._text_store
+
+    @property
     def num_clips(self) -> int:
         """``N^V``: clips every video is resampled to (``model.num_clips``)."""
         return int(self.config.model["num_clips"])
@@ -158,7 +185,12 @@ class GroundingDataModule(L.LightningDataModule):
         if split not in self._datasets:
             # Normalisation, when asked, is done by the store (data.normalize); not twice.
             self._datasets[split] = ParagraphDataset(
-                self.samples(split), self.store, self.vocab, self.num_clips
+                self.samples(split),
+                self.store,
+                self.vocab,
+                self.num_clips,
+                native_clips=self.config.data.native_clips,
+                text_store=self.text_store,
             )
             self._unknown[split] = log_unknown_words(
                 f"split {split!r}", self.vocab, self._datasets[split].word_ids(), log

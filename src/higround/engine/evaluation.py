@@ -15,6 +15,7 @@ from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config, merge
 from higround.engine.datamodule import GroundingDataModule
 from higround.engine.inference import paragraph_records, predict_loader
+from higround.engine.retrieval import data_module
 from higround.errors import DataError
 from higround.metrics import PredictionRecord
 from higround.models.family import GroundingPredictions
@@ -104,7 +105,7 @@ def open_checkpoint(
     config = Config.from_dict(merge(loaded.config.to_dict(), {"data": data}))
     target = resolve_device(device)
     model = loaded.build_model().to(target)
-    split_data = GroundingDataModule(config, vocab=loaded.vocab)
+    split_data = data_module(config, vocab=loaded.vocab)  # a retrieval family's own for retrieval
     _check_feature_size(split_data, loaded.model_config.video_dim, loaded.path, features is None)
     return SplitRun(config, split_data, model, target)
 

@@ -6,6 +6,7 @@ family (``family.predictions(output, batch)``); everything here reads only that.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -28,7 +29,8 @@ def paragraph_records(
 
     ``paragraphs`` are the batch's rows as annotated (they give each sentence its key). A record holds
     the ranked spans (and their scores, when the model ranks), and, where the model has those
-    levels, the sentence-level span, its paragraph's span and one span per word.
+    levels, the sentence-level span, its paragraph's span, one span per word and a saliency score per
+    real clip of the row's video (the clip grid of its features).
     """
     rows = [(p.video_id, p.index) for p in paragraphs]
     if rows != list(zip(batch.video_ids, batch.paragraph_index.tolist(), strict=True)):
@@ -45,6 +47,8 @@ def paragraph_records(
     words = word_mask = None
     if output.word_spans is not None and output.word_span_mask is not None:
         words, word_mask = seconds(output.word_spans), output.word_span_mask.cpu().numpy()
+    saliency = output.saliency.detach().double().cpu().numpy() if output.saliency is not None else None
+    clips = batch.video_mask.sum(dim=1).tolist()
     records = []
     for b, p in enumerate(paragraphs):
         for i, sentence in enumerate(p.sentences):
@@ -61,6 +65,9 @@ def paragraph_records(
                     word_spans=None
                     if words is None or word_mask is None
                     else tuple(_span(w) for w in words[b, i][word_mask[b, i]]),
+                    saliency=None
+                    if saliency is None
+                    else tuple(float(x) for x in saliency[b, i, : clips[b]]),
                 )
             )
     return records
@@ -138,19 +145,59 @@ def gather_predictions(parts: Iterable[SentencePredictions]) -> SentencePredicti
     return local.unique()
 
 
+# Inference precisions, named as ``trainer.precision`` names them (Lightning), and their autocast
+# dtype (None: no autocast, float32 throughout).
+INFERENCE_PRECISIONS: dict[str, torch.dtype | None] = {"32-true": None, "bf16-mixed": torch.bfloat16}
+
+
+def inference_autocast(
+    device: torch.device | str, precision: str = "32-true"
+) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context that runs a model at ``precision`` on ``device``.
+
+    ``bf16-mixed`` runs matrix products (linear layers, attention, LSTMs) in bfloat16 under
+    ``torch.autocast`` and everything autocast keeps in float32 (normalisation, softmax, losses) in
+    float32, as ``trainer.precision: bf16-mixed`` trains; on a CPU with BF16 instructions
+    (:func:`higround.devices.cpu_has_bf16`) that is faster than float32. HSCNet runs its span heads
+    in float32 even so: the demo's trained model (docs/demo.md) moved its test spans by at most
+    0.3 % of the video (mean 0.05 %; mIoU 51.73 against 51.74 in float32), random tiny models by
+    under 0.1 % (tests/test_hscnet_speedups.py); a family whose heads run in bfloat16 returns spans
+    on a grid of 2^-8 of the video near its end. ``32-true``: no autocast.
+
+    Raises:
+        ConfigError: a precision not in :data:`INFERENCE_PRECISIONS`.
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(
+            f"inference precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}"
+        )
+    dtype = INFERENCE_PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def predict_loader(
     model: torch.nn.Module,
     family: ModelFamily[Any, Any],
     loader: Iterable[ParagraphBatch],
     device: torch.device | str,
+    precision: str = "32-true",
 ) -> Iterable[tuple[GroundingPredictions, ParagraphBatch]]:
-    """Run ``model`` of ``family`` (eval mode, no gradients) over ``loader``; yields its
-    predictions and the batch, on ``device``."""
+    """Run ``model`` of ``family`` (eval mode, no gradients, at ``precision``: see
+    :func:`inference_autocast`) over ``loader``; yields its predictions and the batch, on ``device``.
+
+    Raises:
+        ConfigError: an unknown ``precision``.
+    """
+    autocast = inference_autocast(device, precision)  # checked before the first batch is read
     model.eval()
     with torch.inference_mode():
         for batch in loader:
             moved = batch.to(device)
-            yield family.predictions(model(moved), moved), moved
+            with autocast:
+                output = model(moved)
+            yield family.predictions(output, moved), moved
 
 
 def score(

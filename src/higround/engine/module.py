@@ -1,4 +1,10 @@
-"""The LightningModule: a model family's model and loss, Adam, and validation with the one evaluator."""
+"""The LightningModules: a model family's model and loss, Adam, and validation with the one evaluator.
+
+:class:`FamilyModule` holds what every task shares (the model, its loss, the per-batch reseeding,
+the logged loss terms, the optimiser, the checkpoint payload); :class:`GroundingModule` validates
+grounding families with R1@m / mIoU, :class:`higround.engine.retrieval.RetrievalModule` retrieval
+families with the retrieval metrics.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +23,12 @@ from higround.models.family import FamilyConfig
 from higround.text.vocab import Vocabulary
 
 
-class GroundingModule(L.LightningModule):
+class FamilyModule(L.LightningModule):
     """Trains the model of the recipe's family (``model.family``, :mod:`higround.models.registry`)
-    with the family's loss; validates the family's predictions with R1@m / mIoU.
+    with the family's loss, whatever its task; validation is the subclass's.
 
-    Logged: ``train/loss`` and ``train/<term>`` (every loss term, per epoch), ``val/loss``,
-    ``val/mIoU`` and ``val/R1@<m>`` (the dataset's thresholds, or ``eval.thresholds``). Validation
-    predictions of every rank are gathered (duplicates from distributed padding dropped) before the
-    metrics are computed, so a multi-GPU run reports the numbers a one-GPU run would. Checkpoints
-    carry the config and vocabulary (see :mod:`higround.engine.checkpoint`).
+    Logged: ``train/loss`` and ``train/<term>`` (every loss term, per epoch). Checkpoints carry the
+    config and vocabulary (see :mod:`higround.engine.checkpoint`).
     """
 
     def __init__(
@@ -36,12 +39,10 @@ class GroundingModule(L.LightningModule):
         super().__init__()
         self.config = config
         self.family = config.family
-        self.family.check_task("training")
         self.model_config = model_config
         self.vocab = vocab
         self.model = self.family.build_model(model_config, word_vectors)
         self.criterion = self.family.build_loss(model_config)
-        self._val_parts: list[SentencePredictions] = []
 
     def forward(self, batch: ParagraphBatch) -> Any:
         """The model's output for ``batch``."""
@@ -67,6 +68,35 @@ class GroundingModule(L.LightningModule):
         )
         return losses["total"]
 
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``); the optional
+        schedules are callbacks of :mod:`higround.engine.trainer`."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the config and the vocabulary beside the weights."""
+        checkpoint[CHECKPOINT_KEY] = checkpoint_payload(self.config, self.model_config, self.vocab)
+
+
+class GroundingModule(FamilyModule):
+    """Trains a grounding family (:class:`FamilyModule`); validates the family's predictions with
+    R1@m / mIoU.
+
+    Logged besides the training terms: ``val/loss``, ``val/mIoU`` and ``val/R1@<m>`` (the dataset's
+    thresholds, or ``eval.thresholds``). Validation predictions of every rank are gathered
+    (duplicates from distributed padding dropped) before the metrics are computed, so a multi-GPU run
+    reports the numbers a one-GPU run would.
+    """
+
+    def __init__(
+        self, config: Config, model_config: FamilyConfig, vocab: Vocabulary, word_vectors: Tensor
+    ) -> None:
+        """As :class:`FamilyModule`; a family of another task is refused (ConfigError)."""
+        config.family.check_task("training")
+        super().__init__(config, model_config, vocab, word_vectors)
+        self._val_parts: list[SentencePredictions] = []
+
     def on_validation_epoch_start(self) -> None:
         """Forget the previous validation's predictions."""
         self._val_parts = []
@@ -90,13 +120,3 @@ class GroundingModule(L.LightningModule):
         # (sync_dist) leaves them unchanged and keeps Lightning from warning.
         self.log_dict({f"val/{k}": float(v) for k, v in metrics.items() if k != "mIoU"}, sync_dist=True)
         self.log("val/mIoU", float(metrics["mIoU"]), prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``); the optional
-        plateau schedule is :class:`higround.engine.trainer.PlateauSchedule`."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the config and the vocabulary beside the weights."""
-        checkpoint[CHECKPOINT_KEY] = checkpoint_payload(self.config, self.model_config, self.vocab)

@@ -27,7 +27,8 @@ from higround.engine.checkpoint import (
 )
 from higround.engine.config import Config, check_resume, save_config
 from higround.engine.datamodule import GroundingDataModule
-from higround.engine.module import GroundingModule
+from higround.engine.module import FamilyModule
+from higround.engine.retrieval import data_module, module_class, monitor
 from higround.errors import ConfigError, DataError
 from higround.io import check_writable
 from higround.models.family import EMBEDDING_KEY
@@ -155,6 +156,26 @@ class PlateauSchedule(Callback):
         self._restored = dict(state_dict)
 
 
+class StepSchedule(Callback):
+    """``optim.scheduler: step``: before every training epoch ``e`` the rate is set to
+    ``optim.lr * optim.step_gamma ** (e // optim.step_epochs)`` (HSE's ``adjust_learning_rate``).
+
+    A function of the epoch alone, so a resumed run trains at the rates of an uninterrupted one with
+    no state to restore.
+    """
+
+    def __init__(self, lr: float, gamma: float, epochs: int) -> None:
+        """The base rate, the factor and the epochs between two steps."""
+        self.lr, self.gamma, self.epochs = lr, gamma, epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Set the epoch's rate on every parameter group."""
+        rate = self.lr * self.gamma ** (trainer.current_epoch // self.epochs)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+
+
 def resolve_accelerator(config: Config) -> str:
     """``trainer.accelerator``, with ``auto`` resolved to ``gpu`` when CUDA is available, else ``cpu``."""
     name = config.trainer.accelerator
@@ -211,9 +232,10 @@ def check_trainer_settings(config: Config) -> None:
 def build_trainer(config: Config, directory: Path) -> L.Trainer:
     """The Trainer of ``config`` writing into ``directory``.
 
-    Callbacks: the best by val mIoU (``checkpoints/best.ckpt``), a checkpoint after every epoch
+    Callbacks: the best by val mIoU (val rsum for a retrieval family, :mod:`higround.engine.retrieval`;
+    ``checkpoints/best.ckpt``), a checkpoint after every epoch
     (``checkpoints/epoch=NNN.ckpt``, the newest ``trainer.keep_epoch_checkpoints`` of them, plus
-    ``last.ckpt``), EarlyStopping on val mIoU, the throughput
+    ``last.ckpt``), EarlyStopping on the same metric, the schedule (``optim.scheduler``), the throughput
     display. Loggers: TensorBoard (``tensorboard/``) and CSV (``csv/``), a new version per (re)start.
     Every checkpoint is written atomically (:class:`AtomicCheckpointIO`).
 
@@ -231,6 +253,7 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
     trainer_config = config.trainer
     has_val = config.data.val_split is not None
     checkpoints = directory / "checkpoints"
+    followed = monitor(config, MONITOR)  # val/mIoU; val/rsum for a retrieval family
     callbacks: list[Callback] = []
     keep = trainer_config.keep_epoch_checkpoints
     if has_val:
@@ -238,7 +261,7 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
             ModelCheckpoint(
                 dirpath=checkpoints,
                 filename="best",
-                monitor=MONITOR,
+                monitor=followed,
                 mode="max",
                 save_top_k=1,
                 auto_insert_metric_name=False,
@@ -266,9 +289,11 @@ def build_trainer(config: Config, directory: Path) -> L.Trainer:
                 optim.plateau_monitor, optim.plateau_mode, optim.plateau_factor, optim.plateau_patience
             )
         )
+    if optim.scheduler == "step":
+        callbacks.append(StepSchedule(optim.lr, optim.step_gamma, optim.step_epochs))
     if has_val and trainer_config.early_stopping_patience is not None:
         callbacks.append(
-            RecipeEarlyStopping(MONITOR, mode="max", patience=trainer_config.early_stopping_patience)
+            RecipeEarlyStopping(followed, mode="max", patience=trainer_config.early_stopping_patience)
         )
     # Caught: what Lightning raises for settings it cannot honour here, such as a device list for
     # the CPU (TypeError) or an accelerator or precision whose package is missing (ImportError).
@@ -314,11 +339,13 @@ class TrainResult:
 
     Attributes:
         run_dir: the run folder (config.yaml, checkpoints/, tensorboard/, csv/).
-        best_checkpoint: the best checkpoint by val mIoU (the last one without validation).
+        best_checkpoint: the best checkpoint by val mIoU (retrieval: val rsum; the last one without
+            validation).
         last_checkpoint: the checkpoint after the last epoch.
         weights: the best checkpoint's weights exported as safetensors (JSON sidecar beside it).
-        best_score: the best val mIoU (``None`` without validation).
+        best_score: the best val mIoU or rsum (``None`` without validation).
         global_zero: whether this process is rank 0 (the one that reports).
+        monitor: the validation metric ``best_score`` is (``val/mIoU``, or ``val/rsum``).
     """
 
     run_dir: Path
@@ -327,6 +354,7 @@ class TrainResult:
     weights: Path | None
     best_score: float | None
     global_zero: bool = True
+    monitor: str = MONITOR
 
 
 def _check_run_dir(config: Config, directory: Path) -> None:
@@ -351,13 +379,19 @@ def _absolute(path: str | None) -> str | None:
 
 
 def resolve_paths(config: Config) -> Config:
-    """``config`` with ``data.root``, ``data.features``, ``resume`` and a ``text.word_vectors`` file
-    made absolute, so that the run's config.yaml and checkpoints name the files wherever they are read."""
+    """``config`` with ``data.root``, ``data.features``, ``data.text_features``, ``resume`` and a
+    ``text.word_vectors`` file made absolute, so that the run's config.yaml and checkpoints name the
+    files wherever they are read."""
     text = config.text
     vectors = text.word_vectors
     if vectors not in (GLOVE_6B_50D, LEARNED) and Path(vectors).expanduser().exists():
         text = replace(text, word_vectors=str(_absolute(vectors)))
-    data = replace(config.data, root=_absolute(config.data.root), features=_absolute(config.data.features))
+    data = replace(
+        config.data,
+        root=_absolute(config.data.root),
+        features=_absolute(config.data.features),
+        text_features=_absolute(config.data.text_features),
+    )
     return replace(config, data=data, text=text, resume=_absolute(config.resume))
 
 
@@ -397,7 +431,7 @@ def _check_splits(config: Config, data: GroundingDataModule) -> None:
 
 def build_module(
     config: Config, data: GroundingDataModule, resume: LoadedCheckpoint | None = None
-) -> GroundingModule:
+) -> FamilyModule:
     """The LightningModule of ``config``: word vectors from ``text.word_vectors``, or from the
     ``resume`` checkpoint's embedding (whose recipe must then agree, see
     :func:`~higround.engine.config.check_resume`)."""
@@ -405,7 +439,7 @@ def build_module(
     model_config = config.model_config(video_dim=data.store.dim, word_dim=int(vectors.shape[1]))
     if resume is not None:
         check_resume(config.with_model(model_config), resume.config, resume.path)
-    return GroundingModule(config, model_config, data.vocab, vectors)
+    return module_class(config)(config, model_config, data.vocab, vectors)
 
 
 def fit(config: Config) -> TrainResult:
@@ -429,7 +463,7 @@ def fit(config: Config) -> TrainResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Resuming takes the vocabulary and word vectors from the checkpoint, not from the data again.
     resume = load_checkpoint(config.resume) if config.resume is not None else None
-    data = GroundingDataModule(config, vocab=resume.vocab if resume is not None else None)
+    data = data_module(config, vocab=resume.vocab if resume is not None else None)
     # Checkpoints carry the backbone and clip sampling of extracted features (for `higround ground`).
     config = record_store_settings(config, data.store.name)
     notes = paper_notes(config)
@@ -444,12 +478,13 @@ def fit(config: Config) -> TrainResult:
     trainer.fit(module, datamodule=data, ckpt_path=config.resume)
 
     checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
-    every = next(c for c in checkpoints if c.monitor != MONITOR)  # the per-epoch one, with last.ckpt
-    best = next((c for c in checkpoints if c.monitor == MONITOR), None)
+    followed = monitor(config, MONITOR)
+    every = next(c for c in checkpoints if c.monitor != followed)  # the per-epoch one, with last.ckpt
+    best = next((c for c in checkpoints if c.monitor == followed), None)
     last = Path(every.last_model_path) if every.last_model_path else None
     best_path = Path(best.best_model_path) if best is not None and best.best_model_path else last
     score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
     weights = None
     if trainer.is_global_zero and best_path is not None:
         weights, _ = export_safetensors(best_path, directory / "model.safetensors")
-    return TrainResult(directory, best_path, last, weights, score, trainer.is_global_zero)
+    return TrainResult(directory, best_path, last, weights, score, trainer.is_global_zero, followed)

@@ -8,9 +8,10 @@ this contract, never by its name; docs/families.md says how to add one.
 
 Tasks. ``grounding`` (every family today): :attr:`ModelFamily.predictions` turns the output into a
 :class:`GroundingPredictions`, ranked spans per sentence in ``[0, 1]`` (DETR-style models: their
-scored span set, best first). ``retrieval`` is reserved for models whose output is video and
-paragraph embeddings scored by the retrieval metrics (HSE); the engine refuses such a family until
-that evaluator lands (:data:`RETRIEVAL`).
+scored span set, best first). ``retrieval`` (HSE): :attr:`ModelFamily.embeddings` turns the
+output into :class:`RetrievalPredictions`, L2-normalised video and paragraph embeddings that the
+retrieval metrics score (:mod:`higround.engine.retrieval`); the grounding paths (``predict``,
+``ground``, :class:`~higround.engine.Grounder`) refuse such a family (:meth:`ModelFamily.check_task`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from higround.data.dataset import PARAGRAPH, UNITS
 from higround.errors import ConfigError
 
 GROUNDING = "grounding"
-# Reserved: a retrieval family's output is embeddings (video, paragraph), scored by retrieval
-# metrics, not spans. Families may declare it; the engine does not train or evaluate them yet.
+# A retrieval family's output is embeddings (video, paragraph), scored by retrieval metrics, not spans.
 RETRIEVAL = "retrieval"
 TASKS = (GROUNDING, RETRIEVAL)
 # Where a family's nn.Module keeps its word embedding (the initial word vectors) in its state dict:
@@ -143,6 +143,9 @@ class GroundingPredictions:
         paragraph_span: ``(B, 2)`` a paragraph-level prediction (HSCNet's paragraph decoder).
         word_spans: ``(B, N_S, M, 2)`` one span per word token (``M``: longest sentence).
         word_span_mask: ``(B, N_S, M)`` the real words of ``word_spans``.
+        saliency: ``(B, N_S, N_V)`` a score per clip of the batch's video (higher: more salient;
+            padded clips hold anything), the highlight detection of DETR-style models; records
+            keep the row's real clips (``PredictionRecord.saliency``).
     """
 
     spans: Tensor
@@ -151,6 +154,7 @@ class GroundingPredictions:
     paragraph_span: Tensor | None = None
     word_spans: Tensor | None = None
     word_span_mask: Tensor | None = None
+    saliency: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.spans.ndim != 4 or self.spans.shape[-1] != 2 or self.spans.shape[2] < 1:
@@ -162,11 +166,39 @@ class GroundingPredictions:
                 f"grounding predictions: scores {tuple(self.scores.shape)} do not match spans "
                 f"{tuple(self.spans.shape)}"
             )
+        if self.saliency is not None and (
+            self.saliency.ndim != 3 or self.saliency.shape[:2] != self.spans.shape[:2]
+        ):
+            raise ValueError(
+                f"grounding predictions: saliency {tuple(self.saliency.shape)} is not (B, N_S, N_V) "
+                f"for spans {tuple(self.spans.shape)}"
+            )
 
     @property
     def best(self) -> Tensor:
         """``(B, N_S, 2)`` the top-ranked span of every sentence."""
         return self.spans[:, :, 0]
+
+
+@dataclass(frozen=True)
+class RetrievalPredictions:
+    """A retrieval model's answer for a batch: L2-normalised embeddings in one joint space, scored
+    by their dot product (cosine). A side the batch does not carry (a text-only batch has no video) is
+    ``None``.
+
+    Attributes:
+        videos: ``(B, D)`` one embedding per video of the batch, or None.
+        paragraphs: ``(B, D)`` one embedding per paragraph, or None.
+    """
+
+    videos: Tensor | None
+    paragraphs: Tensor | None
+
+    def __post_init__(self) -> None:
+        for name in ("videos", "paragraphs"):
+            value = getattr(self, name)
+            if value is not None and value.ndim != 2:
+                raise ValueError(f"retrieval predictions: {name} must be (B, D), got {tuple(value.shape)}")
 
 
 @dataclass(frozen=True)
@@ -190,6 +222,9 @@ class ModelFamily(Generic[C, O]):
             (a row is a paragraph, all its sentences; HSCNet) or ``"sentence"`` (a row is one sentence
             and its video, ``N_S == 1``; sentence-grounding models). A recipe's ``data.unit`` defaults
             to it; a sentence family refuses ``data.unit=paragraph``.
+        embeddings: a :data:`RETRIEVAL` family's ``(output, batch)`` to :class:`RetrievalPredictions`
+            (the retrieval engine refuses such a family without it; its ``predictions`` is never
+            called by the engine).
     """
 
     name: str
@@ -200,6 +235,7 @@ class ModelFamily(Generic[C, O]):
     predictions: Callable[[O, ParagraphBatch], GroundingPredictions]
     task: str = GROUNDING
     unit: str = PARAGRAPH
+    embeddings: Callable[[O, ParagraphBatch], RetrievalPredictions] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

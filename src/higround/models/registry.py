@@ -12,8 +12,11 @@ from typing import Any
 from higround.errors import ConfigError
 from higround.models.family import ModelFamily
 from higround.models.hscnet.family import HSCNET_FAMILY
+from higround.models.hse.family import HSE_FAMILY
 from higround.models.lgi.family import LGI_FAMILY
+from higround.models.moment_detr.family import MOMENT_DETR_FAMILY
 from higround.models.prvg.family import PRVG_FAMILY
+from higround.models.qd_detr.family import QD_DETR_FAMILY
 from higround.models.tan2d.family import TAN2D_FAMILY
 
 FAMILIES: dict[str, ModelFamily[Any, Any]] = {
@@ -21,6 +24,9 @@ FAMILIES: dict[str, ModelFamily[Any, Any]] = {
     TAN2D_FAMILY.name: TAN2D_FAMILY,
     LGI_FAMILY.name: LGI_FAMILY,
     PRVG_FAMILY.name: PRVG_FAMILY,
+    MOMENT_DETR_FAMILY.name: MOMENT_DETR_FAMILY,
+    QD_DETR_FAMILY.name: QD_DETR_FAMILY,
+    HSE_FAMILY.name: HSE_FAMILY,
 }
 
 DEFAULT_FAMILY = HSCNET_FAMILY.name
