@@ -12,10 +12,13 @@ Prints markdown tables (and writes JSON with ``--json``) for docs/benchmarks.md:
 Peak memory is each point's own: on a GPU the allocator's peak (reset per point), on the CPU the
 peak RSS of a fresh process per point (so it includes torch itself, about 300 MiB). Inputs are
 random features and word ids with the shapes of the benchmark: speed does not depend on values.
-Run from the repository root::
+``--model KEY=VALUE`` overrides :class:`~higround.models.HSCNetConfig` fields (e.g.
+``attention_dropout=0``), ``--modes train`` skips the inference points, ``--threads`` sets torch's
+intra-op threads. Run from the repository root::
 
     python benchmarks/hscnet_speed.py --device cpu --json benchmarks/results/speed_cpu.json
     python benchmarks/hscnet_speed.py --device cuda --precision bf16
+    python benchmarks/hscnet_speed.py --parts clips --sweep-batch 1 --modes train --model attention_dropout=0
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from higround.data.batch import ParagraphBatch
 from higround.data.batching import ParagraphItem, collate_paragraphs
@@ -61,7 +65,8 @@ SHAPES = {
 }
 
 
-def _batch(point: Point, batch: int, seed: int = 0) -> ParagraphBatch:
+def paragraph_batch(point: Point, batch: int, seed: int = 0) -> ParagraphBatch:
+    """``batch`` random paragraphs of ``point``'s shape (clips, sentences of 14 words)."""
     g = torch.Generator().manual_seed(seed)
     items = []
     for b in range(batch):
@@ -93,9 +98,8 @@ def _peak_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def measure(point: Point, device_name: str, precision: str, steps: int, mode: str) -> dict[str, Any]:
-    """Time ``steps`` training steps (``mode="train"``) or single-paragraph inferences."""
-    device = torch.device(device_name)
+def build_model(point: Point, overrides: dict[str, Any] | None = None) -> tuple[HSCNet, HSCNetConfig]:
+    """The model of ``point``'s recipe (seed 0), with ``overrides`` of :class:`HSCNetConfig` fields."""
     torch.manual_seed(0)
     config = HSCNetConfig(
         video_dim=point.video_dim,
@@ -104,10 +108,39 @@ def measure(point: Point, device_name: str, precision: str, steps: int, mode: st
         word_layers=point.layers,
         sentence_layers=point.layers,
         paragraph_layers=point.layers,
+        **(overrides or {}),
     )
-    model = HSCNet(config, torch.randn(VOCAB, WORD_DIM)).to(device)
+    return HSCNet(config, torch.randn(VOCAB, WORD_DIM)), config
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` (values read as YAML: ``0``, ``0.1``, ``false``) into a dict."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--model takes KEY=VALUE pairs, got {pair!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def measure(
+    point: Point,
+    device_name: str,
+    precision: str,
+    steps: int,
+    mode: str,
+    overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Time ``steps`` training steps (``mode="train"``) or single-paragraph inferences."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    model, config = build_model(point, overrides)
+    model = model.to(device)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    batch = _batch(point, point.batch if mode == "train" else 1).to(device)
+    batch = paragraph_batch(point, point.batch if mode == "train" else 1).to(device)
     times: list[float] = []
     if mode == "train":
         criterion = HSCNetLoss(config)
@@ -144,25 +177,37 @@ def measure(point: Point, device_name: str, precision: str, steps: int, mode: st
     }
 
 
-def _worker(args: tuple[Point, str, str, int, str]) -> dict[str, Any]:
+def _worker(args: tuple[Any, ...]) -> dict[str, Any]:
     return measure(*args)
 
 
-def run_isolated(point: Point, device: str, precision: str, steps: int, mode: str) -> dict[str, Any]:
+def run_isolated(
+    point: Point,
+    device: str,
+    precision: str,
+    steps: int,
+    mode: str,
+    overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """:func:`measure` with this point's own peak memory: on a GPU after resetting the allocator's
     peak, on the CPU in a fresh process (peak RSS cannot be reset)."""
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        return measure(point, device, precision, steps, mode)
+        return measure(point, device, precision, steps, mode, overrides, threads)
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_worker, ((point, device, precision, steps, mode),))
+        return pool.apply(_worker, ((point, device, precision, steps, mode, overrides, threads),))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _cell(result: dict[str, Any] | None, key: str, spec: str) -> str:
+    return "-" if result is None else format(result[key], spec)
 
 
 def main() -> None:
@@ -175,20 +220,35 @@ def main() -> None:
     parser.add_argument("--clips", type=int, nargs="+", default=[128, 256, 512, 1024, 2048, 4096])
     parser.add_argument("--sentences", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--sweep-batch", type=int, default=4, help="paragraphs per training step in sweeps")
+    parser.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="HSCNetConfig overrides, e.g. attention_dropout=0",
+    )
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()
+    overrides = parse_overrides(args.model)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch_threads = torch.get_num_threads()
     machine = f"{platform.processor() or platform.machine()}, {torch_threads} torch threads"
     if args.device.startswith("cuda"):
         machine = torch.cuda.get_device_name()
-    print(f"# HSCNet speed on {args.device} ({machine}), {args.precision}, torch {torch.__version__}\n")
+    settings = f"{args.precision}, model {overrides}" if overrides else args.precision
+    print(f"# HSCNet speed on {args.device} ({machine}), {settings}, torch {torch.__version__}\n")
     results: list[dict[str, Any]] = []
 
-    def both(point: Point) -> tuple[dict[str, Any], dict[str, Any]]:
-        train = run_isolated(point, args.device, args.precision, args.steps, "train")
-        infer = run_isolated(point, args.device, args.precision, args.steps, "infer")
-        results.extend([train, infer])
-        return train, infer
+    def both(point: Point) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        done = {
+            mode: run_isolated(point, args.device, args.precision, args.steps, mode, overrides, args.threads)
+            for mode in args.modes
+        }
+        results.extend(done.values())
+        return done.get("train"), done.get("infer")
 
     if "shapes" in args.parts:
         rows = []
@@ -199,10 +259,10 @@ def main() -> None:
                     point.name,
                     f"{point.clips} x {point.video_dim}",
                     str(point.batch),
-                    f"{train['parameters']:,}",
-                    f"{train['paragraphs_per_s']:.1f}",
-                    f"{train['peak_mib']:.0f}",
-                    f"{infer['step_ms']:.1f}",
+                    _cell(train or infer, "parameters", ","),
+                    _cell(train, "paragraphs_per_s", ".1f"),
+                    _cell(train, "peak_mib", ".0f"),
+                    _cell(infer, "step_ms", ".1f"),
                 ]
             )
         header = ["recipe", "clips x dim", "batch", "params", "train par/s", "train peak MiB", "infer ms/par"]
@@ -225,10 +285,10 @@ def main() -> None:
             rows.append(
                 [
                     str(value),
-                    f"{train['step_ms']:.0f}",
-                    f"{train['peak_mib']:.0f}",
-                    f"{infer['step_ms']:.1f}",
-                    f"{infer['peak_mib']:.0f}",
+                    _cell(train, "step_ms", ".0f"),
+                    _cell(train, "peak_mib", ".0f"),
+                    _cell(infer, "step_ms", ".1f"),
+                    _cell(infer, "peak_mib", ".0f"),
                 ]
             )
         header = [
@@ -246,6 +306,7 @@ def main() -> None:
             "machine": machine,
             "precision": args.precision,
             "torch": torch.__version__,
+            "model": overrides,
         }
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
 

@@ -41,3 +41,15 @@ def test_every_dataset_recipe_of_every_family_is_covered(speed: ModuleType) -> N
         "lgi/charades_sta.yaml",
     } <= names
     assert not any(n.endswith(("base.yaml", "synthetic.yaml")) for n in names)
+
+
+def test_bf16_runs_and_the_ratio_is_against_the_first_recipe(speed: ModuleType) -> None:
+    rows = [
+        speed.measure(CONFIGS / f / "synthetic.yaml", "cpu", 1, 2, 5, batch=2, warmup=0, precision="bf16")
+        for f in ("hscnet", "prvg")
+    ]
+    assert [r["precision"] for r in rows] == ["bf16", "bf16"]
+    text = speed.ratios(rows)
+    expected = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
+    assert f"| {rows[1]['recipe']} | {expected:.2f} |" in text
+    assert "hse/" not in " ".join(str(p) for p in speed.default_recipes())  # retrieval: hse_speed.py

@@ -252,3 +252,18 @@ def test_ground_checks_png_before_the_work(
         "",
         f"higround ground: error: --png {png}: {tmp / 'afile'} is a file, not a folder\n",
     )
+
+
+@pytest.mark.filterwarnings("ignore::higround.text.UnknownWordsWarning")  # a tiny vocabulary
+def test_bf16_grounding_stays_close_to_fp32_and_an_unknown_precision_is_refused(
+    trained: dict[str, object],
+) -> None:
+    features = np.random.default_rng(1).standard_normal((20, 1280)).astype(np.float32)
+    text = "A man lifts a barbell. He drops it."
+    fp32 = Grounder.from_checkpoint(trained["checkpoint"]).ground(features, text, 60)  # type: ignore[arg-type]
+    bf16 = Grounder.from_checkpoint(trained["checkpoint"], precision="bf16-mixed")  # type: ignore[arg-type]
+    spans = bf16.ground(features, text, 60).spans
+    # HSCNet's span heads run in float32 under autocast: spans move by well under 1 % of the video.
+    assert np.abs(np.array(spans) - np.array(fp32.spans)).max() < 0.01 * 60
+    with pytest.raises(ConfigError, match="inference precision 'fp8' is not one of"):
+        Grounder.from_checkpoint(trained["checkpoint"], precision="fp8")  # type: ignore[arg-type]

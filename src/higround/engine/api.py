@@ -34,7 +34,7 @@ from higround.data.schema import Paragraph, Sentence, Span
 from higround.devices import resolve_device
 from higround.engine.checkpoint import load_checkpoint
 from higround.engine.config import Config
-from higround.engine.inference import paragraph_records
+from higround.engine.inference import inference_autocast, paragraph_records
 from higround.errors import DataError
 from higround.models.family import FamilyConfig
 from higround.text.sentences import split_sentences
@@ -78,10 +78,22 @@ class Grounder:
     """A trained model with its vocabulary and feature settings, ready to ground paragraphs."""
 
     def __init__(
-        self, model: torch.nn.Module, vocab: Vocabulary, config: Config, device: str | torch.device = "cpu"
+        self,
+        model: torch.nn.Module,
+        vocab: Vocabulary,
+        config: Config,
+        device: str | torch.device = "cpu",
+        precision: str = "32-true",
     ):
         """Wrap ``model`` (moved to ``device``, eval mode) of the family ``config`` names, trained with
-        ``vocab`` and ``config``."""
+        ``vocab`` and ``config``; ``precision`` ``bf16-mixed`` grounds under bfloat16 autocast
+        (:func:`~higround.engine.inference.inference_autocast`).
+
+        Raises:
+            ConfigError: an unknown precision, or a family that does not ground.
+        """
+        inference_autocast(device, precision)  # refuses an unknown precision before any work
+        self.precision = precision
         self.device = torch.device(device)
         self.family = config.family
         self.family.check_task("grounding")
@@ -94,13 +106,15 @@ class Grounder:
         self._backbones: dict[tuple[str, str, str], Backbone] = {}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Grounder:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "32-true"
+    ) -> Grounder:
         """Load a training checkpoint (``.ckpt``) or exported weights (``.safetensors`` + ``.json``).
 
         The file alone suffices: it carries the weights, word vectors, config and vocabulary.
         """
         loaded = load_checkpoint(path)
-        grounder = cls(loaded.build_model(), loaded.vocab, loaded.config, device)
+        grounder = cls(loaded.build_model(), loaded.vocab, loaded.config, device, precision)
         grounder.source = str(path)
         return grounder
 
@@ -166,7 +180,9 @@ class Grounder:
             )
         batch = collate_paragraphs(items).to(self.device)
         with torch.inference_mode():
-            output = self.family.predictions(self.model(batch), batch)
+            with inference_autocast(self.device, self.precision):
+                raw = self.model(batch)
+            output = self.family.predictions(raw, batch)
         records = paragraph_records(output, batch, rows)
         return GroundingResult(
             spans=[r.spans[0] for r in records],

@@ -40,7 +40,17 @@ class HSCNetConfig(FamilyConfigBase):
         ffn_dim: hidden units of the FFNs / modality MLPs (default ``4 * hidden_dim``).
         feature_layers: self-attention layers of the video and the text encoders (3.2: three).
         word_layers, sentence_layers, paragraph_layers: ``C1``, ``C2``, ``C3`` (Table S1).
-        dropout: dropout in attention, FFNs and predictors.
+        dropout: dropout on every sub-layer's output (before its residual), on the projected
+            inputs, in the FFNs and in the predictors; on the attention weights too unless
+            ``attention_dropout`` says otherwise.
+        attention_dropout: dropout on the attention weights (the softmax of eq. 1 and of every other
+            attention layer); ``None``: ``dropout``, as PyTorch's transformer layers apply it (the
+            Transformer paper [28] itself drops sub-layer outputs only, i.e. ``0``). On the CPU a
+            rate above 0 makes ``scaled_dot_product_attention`` leave its fused (flash) kernel for
+            the reference one, which keeps every ``(N^V + N^W)^2`` weight matrix for the backward
+            pass: training memory grows with the square of ``N^V`` (docs/benchmarks.md). With ``0``
+            the fused kernel runs and memory grows linearly; on a GPU the fused kernels apply
+            dropout themselves. Inference is the same either way (no dropout in eval mode).
         temperature: ``tau`` of eq. 5 at every level (Table S3: 0.2).
         sharpness_init: initial sigma of eq. 1 (learned per layer).
         positional_encoding: add sinusoidal positions to clips and words after the input projection.
@@ -67,6 +77,7 @@ class HSCNetConfig(FamilyConfigBase):
     sentence_layers: int = 1
     paragraph_layers: int = 1
     dropout: float = 0.1
+    attention_dropout: float | None = None
     temperature: float = 0.2
     sharpness_init: float = 0.1
     positional_encoding: bool = True
@@ -105,13 +116,20 @@ class HSCNetConfig(FamilyConfigBase):
             raise ConfigError(
                 f"hscnet config: a bidirectional LSTM needs an even hidden_dim, got {self.hidden_dim}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"hscnet config: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "attention_dropout"):
+            rate = getattr(self, name)
+            if rate is not None and not 0.0 <= rate < 1.0:
+                raise ConfigError(f"hscnet config: {name} must be in [0, 1), got {rate}")
         if not self.temperature > 0:
             raise ConfigError(f"hscnet config: temperature must be > 0, got {self.temperature}")
         if not self.sharpness_init > 0:
             raise ConfigError(f"hscnet config: sharpness_init must be > 0, got {self.sharpness_init}")
         check_loss_weights("hscnet config", self.loss_weights, LOSS_TERMS)
+
+    @property
+    def attention_weight_dropout(self) -> float:
+        """The dropout rate on attention weights: ``attention_dropout``, or ``dropout`` when unset."""
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
 
     @property
     def ffn_hidden(self) -> int:

@@ -27,6 +27,17 @@ def scatter_words(
     return tokens, mask
 
 
+def fp32_head(head: nn.Module, x: Tensor) -> Tensor:
+    """``head(x)`` in float32 even under autocast (a no-op in float32).
+
+    Spans are fractions of the video: in bfloat16 (8 significant bits) a span end near 1 moves in
+    steps of 2^-8, 14 s of a one-hour video. The heads are a few small matrix products per sentence,
+    so they cost nothing in float32; the losses then see float32 spans too.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return head(x.float())
+
+
 class DecoderOutput(NamedTuple):
     """Decoder predictions (normalised spans); a level switched off is ``None``."""
 
@@ -98,17 +109,18 @@ class HierarchicalDecoder(nn.Module):
         batch, num_sentences = sentence_mask.shape
         paragraph_span = None
         if g_paragraph is not None and self.paragraph_head is not None and self.paragraph_project is not None:
-            paragraph_span = self.paragraph_head(self.paragraph_project(g_paragraph[:, 0]))
+            paragraph_span = fp32_head(self.paragraph_head, self.paragraph_project(g_paragraph[:, 0]))
 
         sentence_in = g_sentence
         if g_paragraph is not None:
             sentence_in = torch.cat([g_sentence, g_paragraph.expand(-1, num_sentences, -1)], dim=-1)
         g_sp = run_lstm(self.sentence_lstm, sentence_in, sentence_mask.sum(dim=1))  # eq. 7
-        sentence_spans = self.sentence_head(g_sp)
+        sentence_spans = fp32_head(self.sentence_head, g_sp)
 
         word_spans = word_span_mask = None
         if g_word is None or self.grounding_attention is None:
-            return DecoderOutput(self.grounding_head(g_sp), sentence_spans, paragraph_span, None, None)
+            spans = fp32_head(self.grounding_head, g_sp)
+            return DecoderOutput(spans, sentence_spans, paragraph_span, None, None)
 
         tokens, token_mask = scatter_words(g_word, word_mask, word_sentence, word_position, sentence_length)
         longest = tokens.shape[2]
@@ -120,7 +132,7 @@ class HierarchicalDecoder(nn.Module):
             rows = sentence_mask.flatten().nonzero().squeeze(1)
             word_features = encoded.new_zeros(batch * num_sentences, longest, encoded.shape[-1])
             word_features = word_features.index_copy(0, rows, encoded).view(batch, num_sentences, longest, -1)
-            word_spans, word_span_mask = self.word_head(word_features), token_mask
+            word_spans, word_span_mask = fp32_head(self.word_head, word_features), token_mask
         else:
             assert self.word_project is not None
             word_features = self.word_project(tokens)
@@ -133,5 +145,5 @@ class HierarchicalDecoder(nn.Module):
             word_features.reshape(batch * num_sentences, longest, -1),
             key_mask=token_mask.reshape(batch * num_sentences, longest),
         ).view(batch, num_sentences, dim)
-        spans = self.grounding_head(torch.cat([g_ws, g_sp], dim=-1))
+        spans = fp32_head(self.grounding_head, torch.cat([g_ws, g_sp], dim=-1))
         return DecoderOutput(spans, sentence_spans, paragraph_span, word_spans, word_span_mask)

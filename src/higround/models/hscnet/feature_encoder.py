@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from higround.models.layers import AttentionLayer, sinusoidal_positions
@@ -33,12 +34,27 @@ class FeatureEncoder(nn.Module):
         self.layers = nn.ModuleList(
             AttentionLayer(dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)
         )
+        # The position table of the last input length (clips: N^V, the same every batch). Rebuilding
+        # it cost ~1 % of an inference at N^V = 256. Only an exact-length table is reused, never a
+        # slice of a longer one: sin's vectorised and scalar (tail) kernels may differ in the last
+        # bit. A plain attribute, not a buffer: it stays out of checkpoints and of the buffers DDP
+        # broadcasts (whose shapes must agree across ranks).
+        self._positions: Tensor | None = None
+
+    def positions(self, length: int, dim: int, device: torch.device) -> Tensor:
+        """``sinusoidal_positions(length, dim, device)``, computed once per new ``(length, dim, device)``."""
+        table = self._positions
+        if table is None or table.shape != (length, dim) or table.device != device:
+            with torch.inference_mode(False):  # a normal tensor, usable by later training forwards
+                table = sinusoidal_positions(length, dim, device)
+            self._positions = table
+        return table
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Encode ``(B, L, in_dim)`` inputs with ``(B, L)`` real-token ``mask`` into ``(B, L, D)``."""
         h = self.project(x)
         if self.positional_encoding:
-            h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device)
+            h = h + self.positions(h.shape[1], h.shape[2], h.device)
         h = self.drop(h)
         for layer in self.layers:
             h = layer(h, mask)

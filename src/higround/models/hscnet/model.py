@@ -13,6 +13,7 @@ from higround.models.hscnet.config import HSCNetConfig
 from higround.models.hscnet.decoder import HierarchicalDecoder
 from higround.models.hscnet.feature_encoder import FeatureEncoder
 from higround.models.hscnet.hierarchical_encoder import HierarchicalEncoder
+from higround.models.layers import MultiHeadAttention
 
 
 @dataclass
@@ -66,6 +67,10 @@ class HSCNet(nn.Module):
         self.text_encoder = FeatureEncoder(config.word_dim, dim, layers, heads, ffn, drop, positions)
         self.encoder = HierarchicalEncoder(config)
         self.decoder = HierarchicalDecoder(config)
+        # The blocks take one dropout rate; the attention weights' own rate is set here, once.
+        for module in self.modules():
+            if isinstance(module, MultiHeadAttention):
+                module.dropout = config.attention_weight_dropout
 
     def forward(self, batch: ParagraphBatch) -> HSCNetOutput:
         """Ground every sentence (and the paragraph and words) of ``batch``."""
