@@ -1,6 +1,6 @@
 """``higround demo``: train a model family on the procedural benchmark on a CPU, next to the prior.
 
-``higround demo [--out runs/demo] [--seed 0] [--model hscnet|tan2d|lgi|prvg] [--config FILE]
+``higround demo [--out runs/demo] [--seed 0] [--model FAMILY] [--config FILE]
 [--paragraphs 3] [KEY=VALUE ...]`` writes the procedural set (kept when unchanged), trains the
 family's ``configs/<family>/synthetic.yaml`` (HSCNet by default) with the ordinary engine, scores
 the test split with the one evaluator next to the text-blind priors, prints the table and writes
@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--model",
         metavar="FAMILY",
-        help="model family: hscnet (default), tan2d, lgi, prvg; its recipe is configs/FAMILY/synthetic.yaml",
+        help="grounding model family: hscnet (default), tan2d, lgi, prvg, moment_detr, qd_detr; "
+        "its recipe is configs/FAMILY/synthetic.yaml",
     )
     parser.add_argument("--config", help="training recipe (default configs/<--model>/synthetic.yaml)")
     parser.add_argument(
