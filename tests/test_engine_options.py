@@ -151,3 +151,29 @@ def test_only_the_newest_epoch_checkpoints_are_kept_when_asked(
     assert names == ["best.ckpt", "epoch=002.ckpt", "epoch=003.ckpt", "last.ckpt"]
     with pytest.raises(ConfigError, match=r"trainer\.keep_epoch_checkpoints must be >= 1"):
         Config.from_dict(merge(recipe, parse_overrides(["trainer.keep_epoch_checkpoints=0"])))
+
+
+@pytest.mark.parametrize(("name", "expected"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_optimizer_switch_builds_adam_or_adamw(name: str, expected: type) -> None:
+    from higround.engine.module import GroundingModule
+    from higround.text.vocab import Vocabulary
+
+    config = Config.from_dict(
+        merge(
+            read_yaml(CONFIGS / "tacos.yaml"),
+            parse_overrides([f"optim.optimizer={name}", "optim.weight_decay=0.01"]),
+        )
+    )
+    model_config = config.family.config({**config.model, "video_dim": 8, "word_dim": 4, "hidden_dim": 16})
+    vocab = Vocabulary(["a", "b"])
+    module = GroundingModule(config, model_config, vocab, torch.zeros(len(vocab), 4))
+    optimizer = module.configure_optimizers()
+    assert type(optimizer) is expected and optimizer.defaults["weight_decay"] == 0.01
+
+
+def test_detr_recipes_train_with_adamw_and_a_bad_optimizer_is_one_line() -> None:
+    root = CONFIGS.parent
+    for family in ("moment_detr", "qd_detr"):
+        assert Config.from_dict(read_yaml(root / family / "qvhighlights.yaml")).optim.optimizer == "adamw"
+    with pytest.raises(ConfigError, match=r"optim.optimizer must be one of \['adam', 'adamw'\], got 'sgd'"):
+        Config.from_dict(merge(read_yaml(CONFIGS / "tacos.yaml"), parse_overrides(["optim.optimizer=sgd"])))

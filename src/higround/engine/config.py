@@ -137,12 +137,17 @@ class TextConfig:
 SCHEDULERS = ("none", "plateau", "step")
 
 
+OPTIMIZERS = ("adam", "adamw")
+
+
 @dataclass
 class OptimConfig:
     """Adam (HSCNet 4.2: learning rate 1e-4, no weight decay), optionally with ReduceLROnPlateau.
 
     Attributes:
-        lr, weight_decay: Adam's.
+        optimizer: ``adam`` (``weight_decay`` is an L2 term added to the gradient) or ``adamw``
+            (decoupled weight decay, Loshchilov & Hutter; Moment-DETR's and QD-DETR's optimiser).
+        lr, weight_decay: the optimiser's.
         scheduler: ``none`` (a constant rate) or ``plateau``: ``torch.optim.lr_scheduler.
             ReduceLROnPlateau`` stepped after every validation on ``plateau_monitor`` (a logged
             metric such as ``val/loss`` or ``val/mIoU``), in direction ``plateau_mode``, multiplying the
@@ -151,6 +156,7 @@ class OptimConfig:
             ``lr * step_gamma ** (e // step_epochs)`` (HSE's ``lr_update``: x0.1 every 10 epochs).
     """
 
+    optimizer: str = "adam"
     lr: float = 1e-4
     weight_decay: float = 0.0
     scheduler: str = "none"
@@ -162,6 +168,10 @@ class OptimConfig:
     step_gamma: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"config: optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if not self.lr > 0:
             raise ConfigError(f"config: optim.lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:

@@ -69,10 +69,12 @@ class FamilyModule(L.LightningModule):
         return losses["total"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the trainable parameters (``optim.lr``, ``optim.weight_decay``); the optional
-        schedules are callbacks of :mod:`higround.engine.trainer`."""
+        """``optim.optimizer`` (Adam or AdamW) on the trainable parameters (``optim.lr``,
+        ``optim.weight_decay``); the optional schedules are callbacks of :mod:`higround.engine.trainer`."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
+        optim = self.config.optim
+        cls = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the config and the vocabulary beside the weights."""
