@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from higround.data.batch import ParagraphBatch
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, GroundingPredictions, check_loss_weights
+from higround.models.family import FamilyConfigBase, GroundingPredictions, check_at_least, check_loss_weights
 from higround.models.layers import MLP, MultiHeadAttention
 
 # Index of the foreground class in the class head's two logits (``SetCriterion.foreground_label``).
@@ -127,9 +127,7 @@ class DETRConfig(FamilyConfigBase):
             "max_query_length",
             "max_windows",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{label}: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, label, positive, 1)
         if self.encoder_layers < 0:
             raise ConfigError(f"{label}: encoder_layers must be >= 0, got {self.encoder_layers}")
         if self.text_dim is not None and self.text_dim < 1:

@@ -86,6 +86,18 @@ def config_from_dict(cls: type[D], data: Mapping[str, Any], label: str) -> D:
         raise ConfigError(f"{label}: {err}") from err
 
 
+def check_at_least(config: object, label: str, names: Sequence[str], minimum: int) -> None:
+    """Refuse a config whose field among ``names`` is below ``minimum``.
+
+    Raises:
+        ConfigError: ``"<label>: <name> must be >= <minimum>, got <value>"`` for the first such field.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ConfigError(f"{label}: {name} must be >= {minimum}, got {value}")
+
+
 def check_loss_weights(label: str, weights: Mapping[str, float], terms: Sequence[str]) -> None:
     """Refuse a weight for a term the loss does not return, or a negative weight (ConfigError)."""
     unknown = sorted(set(weights) - set(terms))

@@ -50,7 +50,7 @@ from higround.losses.sscs import (
     support_mask,
     support_set_pool,
 )
-from higround.models.family import DictConfig
+from higround.models.family import DictConfig, check_at_least
 from higround.models.layers import AttentionLayer
 
 CONTRAST_TERM = "sscs_contrast"
@@ -131,9 +131,9 @@ class SscsConfig(DictConfig):
                 )
         if not 0 < self.tau < math.inf:
             raise ConfigError(f"sscs config: tau must be a finite number > 0, got {self.tau}")
-        for name in ("dim", "decoder_hidden", "gt_encoder_heads", "gt_encoder_ffn_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sscs config: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(
+            self, "sscs config", ("dim", "decoder_hidden", "gt_encoder_heads", "gt_encoder_ffn_dim"), 1
+        )
         if self.caption == "gtc" and self.dim % self.gt_encoder_heads:
             raise ConfigError(
                 f"sscs config: dim {self.dim} is not divisible by gt_encoder_heads {self.gt_encoder_heads}"

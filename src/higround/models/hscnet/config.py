@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, check_loss_weights
+from higround.models.family import FamilyConfigBase, check_at_least, check_loss_weights
 
 # Names of the loss terms returned by :class:`higround.losses.HSCNetLoss` (besides "total"); the
 # keys accepted in :attr:`HSCNetConfig.loss_weights`.
@@ -96,12 +96,10 @@ class HSCNetConfig(FamilyConfigBase):
     def __post_init__(self) -> None:
         """Check ranges; a bad value raises ConfigError naming the field."""
         positive = ("video_dim", "word_dim", "num_clips", "hidden_dim", "num_heads")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"hscnet config: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("feature_layers", "word_layers", "sentence_layers", "paragraph_layers"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"hscnet config: {name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, "hscnet config", positive, 1)
+        check_at_least(
+            self, "hscnet config", ("feature_layers", "word_layers", "sentence_layers", "paragraph_layers"), 0
+        )
         if self.ffn_dim is not None and self.ffn_dim < 1:
             raise ConfigError(f"hscnet config: ffn_dim must be >= 1, got {self.ffn_dim}")
         if self.hidden_dim % self.num_heads:

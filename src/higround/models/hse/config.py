@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, check_loss_weights
+from higround.models.family import FamilyConfigBase, check_at_least, check_loss_weights
 
 # The loss terms of :class:`higround.losses.hse.HSELoss` (besides "total"), H-1 ... H-7 of
 # docs/hse.md: the keys of :attr:`HSEConfig.loss_weights` and, but for "match", the switches.
@@ -101,9 +101,7 @@ class HSEConfig(FamilyConfigBase):
 
     def __post_init__(self) -> None:
         """Check ranges and that the switches fit together; ConfigError names the fields."""
-        for name in ("video_dim", "word_dim", "num_clips", "embed_dim", "uniform_clips"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_LABEL}: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, _LABEL, ("video_dim", "word_dim", "num_clips", "embed_dim", "uniform_clips"), 1)
         for name, value in (("clips", self.clips), ("eval_clips", self.eval_clips or self.clips)):
             if value not in CLIP_SOURCES:
                 raise ConfigError(f"{_LABEL}: {name} must be one of {list(CLIP_SOURCES)}, got {value!r}")

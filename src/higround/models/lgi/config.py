@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, check_loss_weights
+from higround.models.family import FamilyConfigBase, check_at_least, check_loss_weights
 from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
 from higround.models.sscs import SscsConfig, sscs_section
 
@@ -111,12 +111,8 @@ class LGIConfig(FamilyConfigBase):
             "nonlocal_heads",
             "regression_dim",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_LABEL}: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("res_blocks", "nonlocal_blocks"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{_LABEL}: {name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, _LABEL, positive, 1)
+        check_at_least(self, _LABEL, ("res_blocks", "nonlocal_blocks"), 0)
         if self.max_query_length is not None and self.max_query_length < 1:
             raise ConfigError(
                 f"{_LABEL}: max_query_length must be >= 1 (or null), got {self.max_query_length}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, check_loss_weights
+from higround.models.family import FamilyConfigBase, check_at_least, check_loss_weights
 
 # Names of the loss terms of :class:`higround.losses.prvg.PRVGLoss` (besides "total"); the keys
 # accepted in :attr:`PRVGConfig.loss_weights`. "iou" is the official term (its code calls it
@@ -84,9 +84,7 @@ class PRVGConfig(FamilyConfigBase):
             "decoder_layers",
             "regression_layers",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_LABEL}: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, _LABEL, positive, 1)
         if self.encoder_layers < 0:
             raise ConfigError(f"{_LABEL}: encoder_layers must be >= 0, got {self.encoder_layers}")
         if self.hidden_dim % self.num_heads:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from higround.errors import ConfigError
-from higround.models.family import FamilyConfigBase, check_loss_weights
+from higround.models.family import FamilyConfigBase, check_at_least, check_loss_weights
 from higround.models.sscs import LOSS_TERMS as SSCS_TERMS
 from higround.models.sscs import SscsConfig, sscs_section
 from higround.models.tan2d.temporal_map import sparse_layout
@@ -94,9 +94,7 @@ class Tan2DConfig(FamilyConfigBase):
             "map_kernel",
             "top_k",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"tan2d config: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, "tan2d config", positive, 1)
         if self.map_layers < 0:
             raise ConfigError(f"tan2d config: map_layers must be >= 0, got {self.map_layers}")
         if self.num_clips % self.pool_stride:
