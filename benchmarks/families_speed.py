@@ -9,6 +9,8 @@ on the values. Timed (median of ``--steps`` after two warm-ups):
 
 * training: one full step (forward, the family's loss, backward, Adam) on one batch, reported as
   samples/s (paragraphs or sentences, the recipe's unit) and sentences/s;
+* FLOPs: the training step once more under ``torch.utils.flop_counter`` (matmuls, convolutions and
+  attention, forward and backward): GFLOP per sample and the rate the timed step reached;
 * inference: one sample (batch 1) through the model and the family's ``predictions`` (2D-TAN's
   NMS included), in eval mode without gradients.
 
@@ -24,14 +26,17 @@ Run from the repository root (docs/benchmarks.md holds the figures)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from higround.data.batch import ParagraphBatch
 from higround.data.batching import ParagraphItem, collate_paragraphs
@@ -44,6 +49,18 @@ from higround.models.registry import FAMILIES
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 WORD_DIM = 300  # GloVe 300-d, the papers' vectors
 VOCAB = 10_000
+
+
+def _cpu_flash_flops() -> dict[Any, Any]:
+    """``benchmarks/hscnet_profile.py``'s FLOP formulas of the CPU flash attention kernels (torch's
+    counter knows the CUDA ones only)."""
+    name = "hscnet_profile_benchmark"
+    if name not in sys.modules:  # registered first: its dataclasses look their module up
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("hscnet_profile.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return dict(sys.modules[name].CPU_FLASH_FLOPS)
 
 
 def default_recipes() -> list[Path]:
@@ -148,6 +165,8 @@ def measure(
 
     model.train()
     step = timed(train_step)
+    with FlopCounterMode(display=False, custom_mapping=_cpu_flash_flops()) as counter:
+        train_step()
     model.eval()
     latency = timed(infer)
     sentences_per_sample = int(train_batch.sentence_mask.sum()) / size
@@ -165,6 +184,8 @@ def measure(
         "samples_per_s": size / step,
         "sentences_per_s": size * sentences_per_sample / step,
         "inference_ms": 1000 * latency,
+        "train_gflop_per_sample": counter.get_total_flops() / size / 1e9,
+        "train_gflop_per_s": counter.get_total_flops() / step / 1e9,
         "precision": precision,
     }
 
@@ -173,14 +194,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
     header = [
         "recipe", "family", "unit", "N_V x D_v", "batch", "parameters", "train step ms",
-        "samples/s", "sentences/s", "inference ms (1 sample)",
+        "samples/s", "sentences/s", "train GFLOP/sample", "train GFLOP/s", "inference ms (1 sample)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
             r["recipe"], r["family"], r["unit"], f"{r['clips']} x {r['video_dim']}", str(r["batch"]),
             f"{r['parameters'] / 1e6:.2f} M", f"{r['step_ms']:.0f}", f"{r['samples_per_s']:.3g}",
-            f"{r['sentences_per_s']:.3g}", f"{r['inference_ms']:.1f}",
+            f"{r['sentences_per_s']:.3g}", f"{r['train_gflop_per_sample']:.2f}",
+            f"{r['train_gflop_per_s']:.0f}", f"{r['inference_ms']:.1f}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

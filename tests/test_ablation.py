@@ -38,8 +38,14 @@ def test_variants_are_valid_and_switch_what_they_say(ablation: ModuleType) -> No
     assert sd.word_level and sd.paragraph_level and not sd.uses_word_decoder and not sd.uses_paragraph_decoder
     assert configs["SD+WD"].uses_word_decoder and not configs["SD+WD"].uses_paragraph_decoder
     # Each table has its paper's rows: 4 levels, none + each alone + all, 4 decoders.
-    per_table = {t: [v.name for v in ablation.VARIANTS if t in v.tables] for t in ("2", "3", "4")}
-    assert [len(per_table[t]) for t in ("2", "3", "4")] == [4, 5, 4]
+    per_table = {t: [v.name for v in ablation.VARIANTS if t in v.tables] for t in ("2", "3", "4", "5")}
+    assert [len(per_table[t]) for t in ("2", "3", "4", "5")] == [4, 5, 4, 4]
+    # The speed settings change precision and attention dropout only.
+    speed = {v.name: load_config(DEFAULT_CONFIG, [*ablation.RECIPE, *v.overrides]) for v in ablation.VARIANTS}
+    both = speed["bf16-mixed, attention dropout 0"]
+    assert both.trainer.precision == "bf16-mixed" and both.model_config(64, 50).attention_dropout == 0
+    assert speed[ablation.FULL].model_config(64, 50).attention_dropout is None
+    assert speed["attention dropout 0"].trainer.precision == speed[ablation.FULL].trainer.precision
 
 
 def test_markdown_mean_and_sample_std(ablation: ModuleType) -> None:

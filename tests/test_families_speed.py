@@ -53,3 +53,13 @@ def test_bf16_runs_and_the_ratio_is_against_the_first_recipe(speed: ModuleType) 
     expected = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
     assert f"| {rows[1]['recipe']} | {expected:.2f} |" in text
     assert "hse/" not in " ".join(str(p) for p in speed.default_recipes())  # retrieval: hse_speed.py
+
+
+def test_the_training_flops_are_counted_per_sample(speed: ModuleType) -> None:
+    """Per-sample work does not depend on the batch: the same GFLOP per sample at batch 1 and 3."""
+    rows = [
+        speed.measure(CONFIGS / "prvg" / "synthetic.yaml", "cpu", 1, 2, 5, batch=b, warmup=0) for b in (1, 3)
+    ]
+    assert rows[0]["train_gflop_per_sample"] > 0
+    assert rows[1]["train_gflop_per_sample"] == pytest.approx(rows[0]["train_gflop_per_sample"], rel=1e-6)
+    assert "train GFLOP/sample" in speed.table(rows)
