@@ -81,14 +81,17 @@ def default_recipes() -> list[Path]:
 def make_batch(
     config: Config, video_dim: int, batch: int, sentences: int, words: int, seed: int = 0
 ) -> ParagraphBatch:
-    """Random samples of the recipe's shapes (``sentences`` per sample for a paragraph family)."""
+    """Random samples of the recipe's shapes (``sentences`` per sample for a paragraph family; a SHINE
+    recipe's ``hard_negatives`` negatives of ``words`` words per sentence)."""
     model = config.model
     per_sample = sentences if (config.data.unit or config.family.unit) == PARAGRAPH else 1
+    levels = int(model["shine"]["hard_negatives"]) if model.get("shine") else 0
     g = torch.Generator().manual_seed(seed)
     items = []
     for b in range(batch):
         starts = torch.sort(torch.rand(per_sample, generator=g) * 0.7).values
         ends = starts + 0.1 + 0.2 * torch.rand(per_sample, generator=g)
+        negatives = torch.randint(2, VOCAB, (per_sample * levels * words,), generator=g) if levels else None
         items.append(
             ParagraphItem(
                 video=torch.randn(int(model["num_clips"]), video_dim, generator=g),
@@ -99,6 +102,8 @@ def make_batch(
                 video_id=f"v{b // 2}",  # two samples per video, as sentence batches often have
                 paragraph_index=0,
                 sentence_index=torch.arange(per_sample),
+                negative_words=negatives,
+                negative_length=torch.full((per_sample, levels), words) if levels else None,
             )
         )
     return collate_paragraphs(items)

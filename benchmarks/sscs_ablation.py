@@ -24,10 +24,9 @@ Table 1's "SS both" runs (one results file per family). Run from the repository 
 from __future__ import annotations
 
 import argparse
-import fcntl
+import importlib.util
 import json
 import logging
-import shlex
 import statistics
 import sys
 import time
@@ -40,7 +39,16 @@ import torch
 
 from higround.data.synthetic import SyntheticConfig
 from higround.demo import CONFIGS, ensure_dataset, mean_std, prior_metrics, train_and_score
-from higround.io import atomic_write_text
+
+# The results file, run loop and command line the ablation scripts share (benchmarks/_ablation_runs.py).
+if "_ablation_runs" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "_ablation_runs", Path(__file__).with_name("_ablation_runs.py")
+    )
+    assert _spec is not None and _spec.loader is not None
+    sys.modules["_ablation_runs"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["_ablation_runs"])
+runs_lib = sys.modules["_ablation_runs"]
 
 FORMAT = "higround.sscs_ablation.v1"
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -193,20 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--table", choices=TABLES, required=True, help="1: supervision; 2: support x function"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows of the table (by label)")
-    parser.add_argument(
-        "--out", default="runs/sscs_ablation", help="data and run folders (default %(default)s)"
-    )
-    parser.add_argument("--results", default="benchmarks/results", help="where the JSON and markdown go")
-    parser.add_argument("--quick", action="store_true", help="1 seed, tiny data, 1 epoch (a smoke check)")
-    parser.add_argument(
-        "--reuse",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="skip (row, seed) runs already in the results file of the same setup (default on)",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    runs_lib.add_run_arguments(parser, "runs/sscs_ablation")
     args = parser.parse_args(argv)
     if args.table == "2" and args.family != "tan2d":
         parser.error("--table 2 is the paper's 2D-TAN ablation: use --family tan2d")
@@ -226,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Path(args.results)
     stem = f"sscs_ablation_{args.family}" + ("_quick" if args.quick else "")
     json_path, md_path = results / f"{stem}.json", results / f"{stem}_table{args.table}.md"
-    given = sys.argv[1:] if argv is None else list(argv)
-    command = "OMP_NUM_THREADS=1 python " + shlex.join(["benchmarks/sscs_ablation.py", *given])
+    command = runs_lib.command_line("benchmarks/sscs_ablation.py", argv)
 
     started = time.perf_counter()
     data, _ = ensure_dataset(out / "data", data_config)
@@ -235,51 +230,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data_record = json.loads(json.dumps(asdict(data_config)))  # as it reads back from the JSON file
     setup = {"family": args.family, "recipe": list(recipe), "data": data_record}
-    lock_path = json_path.with_name(json_path.name + ".lock")
-    results.mkdir(parents=True, exist_ok=True)
 
-    def load() -> list[dict[str, Any]]:
-        """The runs on disk of the same setup (another process may be adding to the same file)."""
-        if not (args.reuse and json_path.is_file()):
-            return []
-        previous = json.loads(json_path.read_text())
-        return previous.get("runs", []) if all(previous.get(k) == v for k, v in setup.items()) else []
+    def payload(runs: list[dict[str, Any]], compute: float) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            **setup,
+            "command": command,
+            "threads": args.threads,
+            "compute_seconds": compute,
+            "prior": prior,
+            "runs": runs,
+        }
 
-    def merge(new: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """Add ``new`` to the file's runs under a lock, so processes given other rows or seeds can share
-        one results file; rewrite the JSON and this table's markdown; return every run."""
-        with lock_path.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            runs = [r for r in load() if new is None or (r["key"], r["seed"]) != (new["key"], new["seed"])]
-            runs += [new] if new is not None else []
-            compute = sum(float(r["seconds"]) for r in runs)
-            payload = {"format": FORMAT, **setup, "command": command, "threads": args.threads}
-            payload |= {"compute_seconds": compute, "prior": prior, "runs": runs}
-            atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
-            header = (
-                f"Command: `{command}`; recipe `configs/{args.family}/synthetic_sscs.yaml`"
-                + (f" + `{' '.join(recipe)}`" if recipe else "")
-                + f"; data: procedural set, seed {data_config.seed}, {data_config.train_videos}/"
-                f"{data_config.val_videos}/{data_config.test_videos} videos; test split, IoU >= m, percent, "
-                f"mean ± sample std over seeds. Training time of the runs in this results file: "
-                f"{compute / 60:.1f} min summed over {len(runs)} runs ({args.threads} thread(s) each)."
-            )
-            atomic_write_text(md_path, markdown(args.family, args.table, runs, prior, header) + "\n")
-        return runs
+    def table(runs: list[dict[str, Any]], compute: float) -> str:
+        header = (
+            f"Command: `{command}`; recipe `configs/{args.family}/synthetic_sscs.yaml`"
+            + (f" + `{' '.join(recipe)}`" if recipe else "")
+            + f"; data: procedural set, seed {data_config.seed}, {data_config.train_videos}/"
+            f"{data_config.val_videos}/{data_config.test_videos} videos; test split, IoU >= m, percent, "
+            f"mean ± sample std over seeds. Training time of the runs in this results file: "
+            f"{compute / 60:.1f} min summed over {len(runs)} runs ({args.threads} thread(s) each)."
+        )
+        return markdown(args.family, args.table, runs, prior, header)
 
-    for seed in seeds:
-        for row in rows:
-            if any(r["key"] == row.key and r["seed"] == seed for r in load()):
-                continue
-            record = _run(args.family, row, seed, data.root, out, recipe)
-            merge(record)
-            m = record["metrics"]
-            print(
-                f"[{(time.perf_counter() - started) / 60:5.1f} min] {row.name} seed {seed}: "
-                + ", ".join(f"{c} {100 * m[c]:.2f}" for c in COLUMNS),
-                flush=True,
-            )
-    runs = merge(None)
+    shared = runs_lib.SharedResults(
+        json_path,
+        md_path,
+        setup,
+        identity=lambda r: (r["key"], r["seed"]),
+        payload=payload,
+        markdown=table,
+        reuse=args.reuse,
+    )
+    jobs = [
+        runs_lib.Job(
+            (row.key, seed),
+            f"{row.name} seed {seed}",
+            lambda row=row, seed=seed: _run(args.family, row, seed, data.root, out, recipe),
+        )
+        for seed in seeds
+        for row in rows
+    ]
+
+    def summary(record: dict[str, Any]) -> str:
+        return ", ".join(f"{c} {100 * record['metrics'][c]:.2f}" for c in COLUMNS)
+
+    runs = runs_lib.run_missing(jobs, shared, summary, started)
     print(md_path.read_text())
     wall = time.perf_counter() - started
     print(

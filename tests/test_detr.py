@@ -35,7 +35,6 @@ from higround.losses.detr import (
     ground_truth_clips,
     match_queries,
     matching_cost,
-    negative_pair_loss,
     rank_contrastive_loss,
     saliency_hinge,
     saliency_labels,
@@ -43,9 +42,10 @@ from higround.losses.detr import (
     span_terms,
     window_targets,
 )
+from higround.losses.shine import easy_negative_index, negative_pair_loss
 from higround.metrics import read_predictions, temporal_iou
 from higround.models import registry
-from higround.models.detr import DETRModel, DETROutput, detr_predictions, rolled_rows, span_xx_to_cxw
+from higround.models.detr import DETRModel, DETROutput, detr_predictions, span_xx_to_cxw
 from higround.models.moment_detr import MomentDETR, MomentDETRConfig
 from higround.models.qd_detr import QDDETR, QDDETRConfig
 from higround.text.vocab import Vocabulary
@@ -308,14 +308,19 @@ def test_rank_contrastive_loss_on_hand_computed_cases() -> None:
     assert float(log_sum) == pytest.approx((z - math.log(math.e**2 + math.e) + z - 2) / 12, abs=1e-6)
 
 
-def test_rolled_rows_take_the_next_query_or_the_next_other_video() -> None:
+def test_the_negative_rows_take_the_next_query_or_the_next_other_video() -> None:
     # Spec 7.7: row i gets row (i + 1) mod B; with the other-video option and videos [a, a, b] row 0
-    # gets row 2's query.
-    groups = torch.tensor([0, 0, 1])
-    assert rolled_rows(groups).tolist() == [1, 2, 0]
-    assert rolled_rows(groups, other_video=True).tolist() == [2, 2, 0]
-    assert rolled_rows(torch.tensor([0, 0]), other_video=True).tolist() == [1, 0]  # one video: the roll
-    assert rolled_rows(torch.tensor([0])).tolist() == [0]
+    # gets row 2's query (QD-DETR's negative pass and SHINE's easy negative: one function).
+    def rows(groups: list[int], mode: str = "roll") -> list[int]:
+        group = torch.tensor(groups)
+        return easy_negative_index(group[:, None] == group[None], mode).tolist()
+
+    assert rows([0, 0, 1]) == [1, 2, 0]
+    assert rows([0, 0, 1], "other_video") == [2, 2, 0]
+    assert rows([0, 0], "other_video") == [1, 0]  # one video: the roll
+    assert rows([0]) == [0]
+    assert QDDETRConfig(negative_other_video=True).easy_negative == "other_video"
+    assert QDDETRConfig().easy_negative == MomentDETRConfig().easy_negative == "roll"
 
 
 def test_saliency_labels_are_the_summed_scores_or_the_ground_truth_clips(
@@ -389,7 +394,7 @@ def test_pair_saliency_scores_any_query_on_the_batch_videos(family: str, charade
     if family == "qd_detr":  # training: the negative is the pair saliency of the rolled queries
         model.train()
         output = model(batch)
-        rolled = rolled_rows(batch.video_group)
+        rolled = easy_negative_index(batch.same_video())
         torch.testing.assert_close(
             output.negative_saliency, model.pair_saliency(video, video_mask, text[rolled], text_mask[rolled])
         )
@@ -402,7 +407,10 @@ def test_gradients_reach_every_trainable_parameter(family: str, charades: list[P
     model = _model(family, config, vocab).train()
     batch = collate_paragraphs(items)
     terms = MODELS[family][2](config)(model(batch), batch)  # type: ignore[arg-type]
-    assert set(terms) == {*config.LOSS_TERMS, "total"}
+    shine_only = {"shine_coarse", "shine_fine"} | (
+        {"saliency_negative"} if family == "moment_detr" else set()
+    )
+    assert set(terms) == {*config.LOSS_TERMS, "total"} - shine_only  # no SHINE section: no SHINE term
     terms["total"].backward()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert "embedding.weight" in trainable

@@ -5,17 +5,20 @@ Each recipe of ``configs/tan2d/``, ``configs/lgi/`` (its ``*_sscs`` variant incl
 files of its benchmark and on small random features written in that benchmark's release layout (the
 recipe's own ``data.feature_key`` and ``model.video_dim``), with the recipe's shapes (clips, 2D-TAN's
 map, LGI's phrases, the DETRs' queries) and only its widths shrunk: one epoch of ``fit``, then the
-checkpoint predicts and is scored by the one evaluator (QVHighlights: the highlight metrics too).
+checkpoint predicts and is scored by the one evaluator (QVHighlights: the highlight metrics too). A
+SHINE recipe (``*_shine``) trains on negatives the offline generator writes for the split it trains on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from higround.data.features import write_hdf5_store
+from higround.data.negatives import generate_negatives, write_negatives
 from higround.data.readers import load_dataset
 from higround.engine import fit
 from higround.engine.config import Config, merge, parse_overrides, read_yaml
@@ -60,6 +63,21 @@ DATA = {
 FOLDER = {"tacos_paragraphs": "tacos"}
 
 
+@pytest.fixture(scope="module")
+def negatives(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Callable[[str, str], Path]:
+    """SHINE negatives of a benchmark's split (the generator's), written once per module."""
+    written: dict[tuple[str, str], Path] = {}
+
+    def write(name: str, split: str) -> Path:
+        if (name, split) not in written:
+            dataset = load_dataset(name, shared_data / FOLDER.get(name, name), split, on_bad="skip")
+            path = tmp_path_factory.mktemp("negatives") / f"{name}_{split}.jsonl"
+            written[name, split] = write_negatives(path, generate_negatives(dataset))
+        return written[name, split]
+
+    return write
+
+
 def test_every_dataset_recipe_is_covered() -> None:
     names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
     assert {"tan2d/charades_sta", "tan2d/tacos", "tan2d/activitynet_captions", "lgi/charades_sta"} <= names
@@ -73,7 +91,7 @@ def test_every_dataset_recipe_is_covered() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_the_recipe_trains_and_its_checkpoint_predicts(
-    recipe: Path, tmp_path: Path, shared_data: Path
+    recipe: Path, tmp_path: Path, shared_data: Path, negatives: Callable[[str, str], Path]
 ) -> None:
     raw = read_yaml(recipe)
     released = Config.from_dict(merge(raw, parse_overrides([f"data.root={shared_data}"])))
@@ -105,6 +123,7 @@ def test_the_recipe_trains_and_its_checkpoint_predicts(
         "data.num_workers=0",
         *NARROW[family],
         *(SSCS_NARROW if released.model.get("sscs") is not None else []),
+        *([f"data.negatives={negatives(name, split)}"] if released.model.get("shine") is not None else []),
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.progress_bar=false",

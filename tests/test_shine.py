@@ -284,7 +284,7 @@ def test_shine_config() -> None:
     config = ShineConfig()
     assert (config.hard_negatives, config.coarse_margins, config.top_k_divisor) == (3, (1.0, 2.0), 8)
     assert config.fine_margins == (0.25, 0.25, 0.25, 0.25) and config.ranking == "relative"
-    assert config.keep_base_saliency_hinge is False and config.negatives == "recomposed"
+    assert config.keep_base_saliency_hinge is False and config.easy_negative == "roll"
     again = ShineConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
     assert ShineConfig.from_dict({"fine_margins": ["1e-1", 0.2, 0.3, 1]}).fine_margins == (0.1, 0.2, 0.3, 1.0)
@@ -297,6 +297,7 @@ def test_shine_config() -> None:
         ({"hard_negatives": True}, "integer"),
         ({"keep_base_saliency_hinge": "yes"}, "true or false"),
         ({"margin": 1}, "unknown key"),
+        ({"negatives": "masked"}, "unknown key"),  # the data's: data.negatives_kind
     ):
         with pytest.raises(ConfigError, match=match):
             ShineConfig.from_dict(bad)

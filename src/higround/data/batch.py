@@ -52,6 +52,10 @@ class ParagraphBatch:
         text_features: ``(B, L_T, D_T)`` float pre-extracted token features of the row's sentence(s)
             (``data.text_features``: a sentence unit's one query); ``None`` when the data has none.
         text_mask: ``(B, L_T)`` bool, the real tokens of ``text_features``.
+        negative_words: ``(B, N_S, H, L_H)`` long, the word ids of each sentence's ``H`` hard
+            negative queries, least edited first (SHINE's hierarchy, ``data.negatives``: training
+            batches only); ``None`` when the data has none.
+        negative_mask: ``(B, N_S, H, L_H)`` bool, the real words of ``negative_words``.
     """
 
     video: Tensor
@@ -75,6 +79,8 @@ class ParagraphBatch:
     clip_relevant: Tensor | None = None
     text_features: Tensor | None = None
     text_mask: Tensor | None = None
+    negative_words: Tensor | None = None
+    negative_mask: Tensor | None = None
 
     def same_video(self) -> Tensor:
         """``(B, B)`` bool, True where rows ``i`` and ``j`` show the same video (diagonal included)."""

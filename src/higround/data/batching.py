@@ -33,6 +33,11 @@ class ParagraphItem:
         clip_relevant: ``(S, T)`` bool, the clips of ``relevant_clip_ids``, with ``clip_saliency``.
         text_features: ``(L, D_t)`` float32 pre-extracted token features of the sentences,
             concatenated in order (``data.text_features``), or ``None``.
+        negative_words: ``(N,)`` long word ids of every sentence's hard negative queries,
+            concatenated (sentence after sentence, level 1 first; SHINE's ``data.negatives``), or
+            ``None``.
+        negative_length: ``(S, H)`` long words of each of them (all >= 1, summing to N), with
+            ``negative_words``.
     """
 
     video: Tensor
@@ -49,6 +54,8 @@ class ParagraphItem:
     clip_saliency: Tensor | None = None
     clip_relevant: Tensor | None = None
     text_features: Tensor | None = None
+    negative_words: Tensor | None = None
+    negative_length: Tensor | None = None
 
 
 def _video_groups(video_ids: Sequence[str]) -> Tensor:
@@ -89,10 +96,12 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
     Each field is concatenated once over the items and scattered into its padded tensor through a
     length mask (row-major order matches the concatenation order); the per-word sentence index and
     in-sentence position come from ``repeat_interleave`` over cumulative offsets. The optional
-    per-clip highlight labels and token features are collated when every item has them.
+    per-clip highlight labels, token features and hard negatives are collated when every item has
+    them.
 
     Raises:
-        ValueError: no item, or only some items carry highlight labels or token features.
+        ValueError: no item, only some items carry highlight labels, token features or hard
+            negatives, or items carry different numbers of hard negatives.
     """
     if not items:
         raise ValueError("collate_paragraphs: no items")
@@ -136,6 +145,20 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
     if texts is not None:
         text_mask = _lengths_mask(torch.tensor([len(t) for t in texts]))
         text_features = _pad(torch.cat(texts).float(), text_mask, 0.0)
+    # (B, N_S, H, L_H) hard negatives: a row per negative (item, sentence, level order), padded to
+    # the longest, then scattered through the sentence mask as the windows are.
+    negatives, negative_lengths = _optional(items, "negative_words"), _optional(items, "negative_length")
+    negative_words = negative_mask = None
+    if negatives is not None and negative_lengths is not None:
+        levels = {n.shape[1] for n in negative_lengths}
+        if len(levels) > 1:
+            raise ValueError(f"collate_paragraphs: items carry {sorted(levels)} hard negatives per sentence")
+        per_negative = _lengths_mask(torch.cat([n.reshape(-1) for n in negative_lengths]).long())
+        rows = per_negative.view(-1, levels.pop(), per_negative.shape[-1])
+        negative_words = _pad(
+            _pad(torch.cat(negatives).long(), per_negative, 0).view(rows.shape), sentence_mask, 0
+        )
+        negative_mask = _pad(rows, sentence_mask, False)
 
     return ParagraphBatch(
         video=_pad(torch.cat([it.video for it in items]).float(), video_mask, 0.0),
@@ -163,4 +186,6 @@ def collate_paragraphs(items: Sequence[ParagraphItem]) -> ParagraphBatch:
         else _pad(torch.cat([x.reshape(-1) for x in relevant]).bool(), clip_mask, False),
         text_features=text_features,
         text_mask=text_mask,
+        negative_words=negative_words,
+        negative_mask=negative_mask,
     )

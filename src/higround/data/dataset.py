@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -152,6 +153,30 @@ def clip_labels(paragraph: Paragraph, clips: int, grid: int) -> tuple[torch.Tens
 # Per paragraph: word ids, words per sentence, normalised spans, every window and the windows per
 # sentence (checked once, reused per access).
 _Text = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# Per sentence key: the word ids of each of its hard negative queries, level 1 first (SHINE).
+NegativeIds = Mapping[str, Sequence[Sequence[int]]]
+
+
+def negative_tensors(paragraph: Paragraph, negatives: NegativeIds) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paragraph's hard negatives as an item carries them: ``(N,)`` word ids of every
+    sentence's negatives concatenated (sentence order, level 1 first) and ``(S, H)`` their lengths.
+
+    Raises:
+        DataError: a sentence without negatives, sentences with different numbers of them, or a
+            negative without a word.
+    """
+    rows = []
+    for sentence in paragraph.sentences:
+        if sentence.key not in negatives:
+            raise DataError(f"video {paragraph.video_id}: sentence {sentence.key!r} has no hard negatives")
+        rows.append(negatives[sentence.key])
+    if len({len(r) for r in rows}) > 1 or not all(all(ids) for ids in rows):
+        raise DataError(
+            f"video {paragraph.video_id}: every sentence needs the same number of non-empty hard "
+            f"negatives, got {[[len(ids) for ids in r] for r in rows]} words"
+        )
+    words = torch.tensor([i for r in rows for ids in r for i in ids], dtype=torch.long)
+    return words, torch.tensor([[len(ids) for ids in r] for r in rows], dtype=torch.long)
 
 
 def _text(paragraph: Paragraph, vocab: Vocabulary) -> _Text:
@@ -170,11 +195,12 @@ def _item(
     normalize: bool,
     native: bool = False,
     text_features: Sequence[np.ndarray] | None = None,
+    negatives: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> ParagraphItem:
     words, lengths, spans, windows, window_count = text
     video = _clips(paragraph.video_id, features, num_clips, normalize, native)
     labels = clip_labels(paragraph, video.shape[0], features.shape[0])
-    return ParagraphItem(
+    item = ParagraphItem(
         video=video,
         words=words,
         sentence_length=lengths,
@@ -192,6 +218,9 @@ def _item(
         if text_features is None
         else torch.from_numpy(np.concatenate(text_features).astype(np.float32)),
     )
+    if negatives is None:
+        return item
+    return replace(item, negative_words=negatives[0], negative_length=negatives[1])
 
 
 def make_item(
@@ -203,17 +232,20 @@ def make_item(
     *,
     native_clips: bool = False,
     text_features: Sequence[np.ndarray] | None = None,
+    negatives: NegativeIds | None = None,
 ) -> ParagraphItem:
     """One item from a paragraph and its video's raw ``(T, D)`` clip features (no feature store needed).
 
     The features are resampled to ``num_clips`` (with ``native_clips``: only when ``T > num_clips``;
     then L2-normalised per clip when ``normalize``); spans and every window are divided by the
     duration; highlight labels, when the sentences have them, follow the clips (:func:`clip_labels`).
-    ``text_features``: one ``(L_s, D_t)`` array of token features per sentence. Bad sentences, spans or
-    features raise DataError.
+    ``text_features``: one ``(L_s, D_t)`` array of token features per sentence; ``negatives``: the
+    hard negatives' word ids by sentence key (:func:`negative_tensors`). Bad sentences, spans,
+    features or negatives raise DataError.
     """
+    hard = None if negatives is None else negative_tensors(paragraph, negatives)
     return _item(
-        paragraph, _text(paragraph, vocab), features, num_clips, normalize, native_clips, text_features
+        paragraph, _text(paragraph, vocab), features, num_clips, normalize, native_clips, text_features, hard
     )
 
 
@@ -234,12 +266,16 @@ class ParagraphDataset(Dataset[ParagraphItem]):
         *,
         native_clips: bool = False,
         text_store: FeatureStore | None = None,
+        negatives: NegativeIds | None = None,
     ) -> None:
         """Check every paragraph against ``store`` and ``vocab``; raises DataError on bad records.
 
         ``native_clips``: a video of at most ``num_clips`` clips keeps its own clips (batches pad),
         a longer one is resampled to ``num_clips``. ``text_store``: pre-extracted token features, one
         ``(L, D_t)`` entry per sentence keyed by its :attr:`~higround.data.schema.Sentence.key`.
+        ``negatives``: the word ids of every sentence's hard negatives by its key
+        (:func:`higround.data.negatives.negative_word_ids`; SHINE's training data): each item then
+        carries them (:func:`negative_tensors`).
         """
         if num_clips < 1:
             raise ConfigError(f"num_clips must be >= 1, got {num_clips}")
@@ -261,6 +297,9 @@ class ParagraphDataset(Dataset[ParagraphItem]):
         self.native_clips = native_clips
         self.text_store = text_store
         self._texts = [_text(p, vocab) for p in self.paragraphs]
+        self._negatives = (
+            None if negatives is None else [negative_tensors(p, negatives) for p in self.paragraphs]
+        )
 
     def word_ids(self) -> torch.Tensor:
         """``(W,)`` word ids of every sentence, concatenated (e.g. for the unknown-word rate)."""
@@ -291,6 +330,14 @@ class ParagraphDataset(Dataset[ParagraphItem]):
                     f"{store.name}: token features of {bad!r} have another size than the store's "
                     f"first entry {store.video_ids()[0]!r} ({store.dim})"
                 )
+        hard = None if self._negatives is None else self._negatives[index]
         return _item(
-            paragraph, self._texts[index], features, self.num_clips, self.normalize, self.native_clips, tokens
+            paragraph,
+            self._texts[index],
+            features,
+            self.num_clips,
+            self.normalize,
+            self.native_clips,
+            tokens,
+            hard,
         )

@@ -28,6 +28,10 @@ SHINE's LLM (GPT-3.5) refill. The rule, for a query of ``n`` words:
 
 Rows are written in the released format (:func:`write_negatives`), so :func:`load_negatives` reads
 both. docs/shine.md states the rule's limits and its statistics next to the released file's.
+
+Training (:func:`negative_word_ids`): the negatives of a training split as the model's word ids, by
+sentence key, which :class:`~higround.data.dataset.ParagraphDataset` attaches to its items
+(``data.negatives`` of a recipe).
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ from typing import Any
 
 import numpy as np
 
+from higround.data.readers._io import iter_json_lines
 from higround.data.readers.shine import (
     KINDS,
     LEVELS,
     MASK,
+    Kind,
     Negatives,
     NegativeSkip,
     NegativesReport,
@@ -62,6 +68,7 @@ from higround.data.synthetic import MANIFEST_FORMAT, PLACES
 from higround.data.synthetic import Vocabulary as GrammarVocabulary
 from higround.errors import ConfigError, DataError
 from higround.io import atomic_write_text
+from higround.text.vocab import Vocabulary
 
 __all__ = [
     "ADJECTIVE",
@@ -83,6 +90,7 @@ __all__ = [
     "RuleWordClasses",
     "WordClasses",
     "check_ratios",
+    "file_levels",
     "generate_negatives",
     "grammar_word_classes",
     "load_negatives",
@@ -91,6 +99,7 @@ __all__ = [
     "mask_levels",
     "masked_fractions",
     "negative_qid",
+    "negative_word_ids",
     "qid_tag",
     "write_negatives",
 ]
@@ -471,3 +480,60 @@ def masked_fractions(rows: Iterable[Mapping[str, Any]]) -> list[float]:
         totals = [a + b for a, b in zip(totals, fractions, strict=True)] if totals else fractions
         count += 1
     return [t / count for t in totals] if count else []
+
+
+def file_levels(path: str | Path) -> int:
+    """Negatives per kind and row of a negatives file: the length of its first row's
+    ``recomposed_queries`` (3 in the releases; the generator writes one per masking ratio), or
+    :data:`LEVELS` when the file has no such first row (:func:`load_negatives` then names the problem).
+
+    Raises:
+        DataError: the first line is not valid JSON or UTF-8.
+    """
+    file = Path(path)
+    if not file.is_file():
+        return LEVELS
+    for _, row in iter_json_lines(file):
+        queries = row.get("recomposed_queries") if isinstance(row, dict) else None
+        return len(queries) if isinstance(queries, list) and queries else LEVELS
+    return LEVELS
+
+
+def negative_word_ids(
+    path: str | Path, dataset: GroundingDataset, vocab: Vocabulary, kind: Kind = "recomposed"
+) -> dict[str, list[list[int]]]:
+    """The word ids of every sentence's hard negatives, by sentence key, level 1 first.
+
+    :func:`load_negatives` joins ``path`` to ``dataset`` (every sentence must have exactly one row;
+    the rows' level count is the file's, :func:`file_levels`), and each negative of ``kind`` is
+    encoded with the model's vocabulary (:meth:`QueryNegatives.encode`; unknown words are ``<unk>``).
+
+    Args:
+        path: a negatives ``.jsonl`` (released or generated).
+        dataset: the training split the file was made for (uncut: every row must join).
+        vocab: the model's vocabulary.
+        kind: ``"recomposed"`` (the refilled queries, released) or ``"masked"`` (the templates).
+
+    Returns:
+        ``{sentence key: [ids of level 1, ids of level 2, ...]}``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FixableDataError: a bad row or a sentence without one (:func:`load_negatives`).
+        DataError: a negative without a word token (naming the file, the qid and the level).
+        ConfigError: an unknown ``kind``.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"shine negatives: kind must be one of {KINDS}, got {kind!r}")
+    negatives = load_negatives(path, dataset, levels=file_levels(path))
+    table: dict[str, list[list[int]]] = {}
+    for key, query in negatives.queries.items():
+        ids = query.encode(vocab, kind)
+        empty = [level for level, words in enumerate(ids, start=1) if not words]
+        if empty:
+            text = query.hierarchy(kind)[empty[0] - 1]
+            raise DataError(
+                f"{path}: qid {query.qid!r}: {kind} negative {empty[0]} ({text!r}) has no word token"
+            )
+        table[key] = ids
+    return table

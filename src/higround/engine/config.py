@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from higround.data.dataset import PARAGRAPH, SENTENCE, UNITS
+from higround.data.readers.shine import KINDS as NEGATIVE_KINDS
 from higround.errors import ConfigError
 from higround.io import atomic_write_text
 from higround.models.family import FamilyConfig, ModelFamily
@@ -63,6 +64,13 @@ class DataConfig:
         text_feature_key: the entry template of ``text_features``, ``{video_id}`` standing for the
             sentence key (Moment-DETR's release: ``qid{video_id}.npz``); null: detected.
         text_normalize: L2-normalise every token feature (the peers' default).
+        negatives: SHINE's hard negatives of the training queries, a ``.jsonl`` of the released
+            format (``higround data negatives`` writes one) joined to the training split by qid;
+            training batches then carry each query's negatives as word ids
+            (:attr:`~higround.data.batch.ParagraphBatch.negative_words`) for a model with a
+            ``model.shine`` section. Evaluation and prediction never read it. Null: none.
+        negatives_kind: which hierarchy of that file: ``recomposed`` (the refilled queries, as
+            SHINE trains) or ``masked`` (the ``<mask>`` templates).
         train_split, val_split, test_split: split names; ``val_split: null`` trains without validation.
         max_sentences: split paragraphs into chunks of at most this many sentences (all splits).
         on_bad: ``error`` or ``skip`` bad annotation records.
@@ -87,6 +95,8 @@ class DataConfig:
     text_features: str | None = None
     text_feature_key: str | None = None
     text_normalize: bool = True
+    negatives: str | None = None
+    negatives_kind: str = "recomposed"
     train_split: str = "train"
     val_split: str | None = "val"
     test_split: str = "test"
@@ -106,6 +116,9 @@ class DataConfig:
         if self.unit is not None and self.unit not in UNITS:
             choices = " or ".join(repr(u) for u in UNITS)
             raise ConfigError(f"config: data.unit must be {choices} (or null), got {self.unit!r}")
+        if self.negatives_kind not in NEGATIVE_KINDS:
+            choices = " or ".join(repr(k) for k in NEGATIVE_KINDS)
+            raise ConfigError(f"config: data.negatives_kind must be {choices}, got {self.negatives_kind!r}")
         _at_least(self, "data", ("batch_size", "eval_batch_size", "limit", "max_sentences"), 1)
         _at_least(self, "data", ("num_workers",), 0)
 
@@ -432,6 +445,7 @@ RESUME_FREE_KEYS = frozenset(
         "data.feature_key",
         "data.text_features",
         "data.text_feature_key",
+        "data.negatives",
         "data.on_bad",
         "data.test_split",
         "data.eval_batch_size",

@@ -15,7 +15,9 @@ from torch.utils.data import DataLoader, Sampler
 from higround.data.batching import collate_paragraphs
 from higround.data.dataset import SENTENCE, ParagraphDataset, samples
 from higround.data.features import FeatureStore, open_store
+from higround.data.negatives import negative_word_ids
 from higround.data.readers import OnBad, load_dataset
+from higround.data.readers.shine import Kind
 from higround.data.schema import GroundingDataset, Paragraph
 from higround.engine.config import Config
 from higround.errors import ConfigError
@@ -73,8 +75,10 @@ class GroundingDataModule(L.LightningDataModule):
         self._vocab = vocab
         self._store: FeatureStore | None = None
         self._text_store: FeatureStore | None = None
+        self._read: dict[str, GroundingDataset] = {}
         self._annotations: dict[str, GroundingDataset] = {}
         self._datasets: dict[str, ParagraphDataset] = {}
+        self._training: ParagraphDataset | None = None
         self._unknown: dict[str, UnknownWords] = {}
 
     def annotations(self, split: str) -> GroundingDataset:
@@ -87,16 +91,7 @@ class GroundingDataModule(L.LightningDataModule):
         """
         if split not in self._annotations:
             data = self.config.data
-            if data.root is None:
-                raise ConfigError("config: data.root is not set (pass data.root=ANNOTATION_FOLDER)")
-            dataset = load_dataset(
-                data.dataset,
-                data.root,
-                split,
-                on_bad=cast(OnBad, data.on_bad),
-                max_sentences=data.max_sentences,
-            )
-            log.info(dataset.report.summary())
+            dataset = self._whole(split)
             if data.limit is not None:
                 kept = {(p.video_id, p.index) for p in dataset.paragraphs()[: data.limit]}
                 videos = [
@@ -106,6 +101,22 @@ class GroundingDataModule(L.LightningDataModule):
                 dataset = replace(dataset, videos=[v for v in videos if v.paragraphs])
             self._annotations[split] = dataset
         return self._annotations[split]
+
+    def _whole(self, split: str) -> GroundingDataset:
+        """The annotations of ``split`` as the reader loads them, before ``data.limit`` (read once)."""
+        if split not in self._read:
+            data = self.config.data
+            if data.root is None:
+                raise ConfigError("config: data.root is not set (pass data.root=ANNOTATION_FOLDER)")
+            self._read[split] = load_dataset(
+                data.dataset,
+                data.root,
+                split,
+                on_bad=cast(OnBad, data.on_bad),
+                max_sentences=data.max_sentences,
+            )
+            log.info(self._read[split].report.summary())
+        return self._read[split]
 
     def paragraphs(self, split: str) -> list[Paragraph]:
         """The paragraphs of ``split`` in file order (see :meth:`annotations`)."""
@@ -197,6 +208,29 @@ class GroundingDataModule(L.LightningDataModule):
             )
         return self._datasets[split]
 
+    def training_dataset(self) -> ParagraphDataset:
+        """The dataset training batches come from: the training split's, with every query's hard
+        negatives attached when ``data.negatives`` is set (joined to the whole split, so that
+        ``data.limit`` keeps the file valid; :func:`~higround.data.negatives.negative_word_ids`)."""
+        data = self.config.data
+        if data.negatives is None:
+            return self.dataset(data.train_split)
+        if self._training is None:
+            plain = self.dataset(data.train_split)
+            negatives = negative_word_ids(
+                data.negatives, self._whole(data.train_split), self.vocab, cast(Kind, data.negatives_kind)
+            )
+            self._training = ParagraphDataset(
+                plain.paragraphs,
+                self.store,
+                self.vocab,
+                self.num_clips,
+                native_clips=data.native_clips,
+                text_store=self.text_store,
+                negatives=negatives,
+            )
+        return self._training
+
     def unknown_words(self, split: str) -> UnknownWords:
         """The unknown-word counts of ``split`` against the vocabulary (counted, and logged, once
         when its dataset is built)."""
@@ -207,7 +241,7 @@ class GroundingDataModule(L.LightningDataModule):
         """Build the datasets ``stage`` needs (on every rank)."""
         data = self.config.data
         if stage == "fit":
-            self.dataset(data.train_split)
+            self.training_dataset()
         if stage in ("fit", "validate") and data.val_split is not None:
             self.dataset(data.val_split)
         if stage in ("test", "predict"):
@@ -228,9 +262,10 @@ class GroundingDataModule(L.LightningDataModule):
         return int(progress.processed)  # type: ignore[attr-defined]
 
     def loader(self, split: str, *, train: bool = False, pin_memory: bool | None = None) -> DataLoader:
-        """A DataLoader over ``split``: seeded per-epoch shuffling when ``train``, file order otherwise."""
+        """A DataLoader over ``split``: seeded per-epoch shuffling when ``train``, file order otherwise;
+        training batches of the training split carry its hard negatives (:meth:`training_dataset`)."""
         data = self.config.data
-        dataset = self.dataset(split)
+        dataset = self.training_dataset() if train and split == data.train_split else self.dataset(split)
         workers = data.num_workers
         return DataLoader(
             dataset,

@@ -13,8 +13,15 @@ Moment-DETR (``moment_detr/model.py`` ``SetCriterion``, ``matcher.py`` ``Hungari
   (:func:`saliency_pairs`, :func:`saliency_hinge`).
 
 QD-DETR adds (``qd_detr/model.py`` ``loss_saliency``): the negative-pair loss
-``sum_t -log(1 - sigmoid(s^neg_t))`` (S-Eq. 3; :func:`negative_pair_loss`) and the rank-contrastive
-loss over ``[s; s^neg]`` with labels ``[y; 0]`` (S-Eq. 5; :func:`rank_contrastive_loss`).
+``sum_t -log(1 - sigmoid(s^neg_t))`` (S-Eq. 3; :func:`higround.losses.shine.negative_pair_loss`) and
+the rank-contrastive loss over ``[s; s^neg]`` with labels ``[y; 0]`` (S-Eq. 5;
+:func:`rank_contrastive_loss`).
+
+SHINE (a ``shine`` section; docs/shine.md): both families gain L_neg on the easy negative (S-Eq. 4 for
+Moment-DETR; QD-DETR's own), the coarse- and fine-grained ranking losses L_cr and L_fr
+(:func:`higround.losses.shine.shine_losses`) on the GT clips of the saliency labels, and the saliency
+hinge is replaced (L_intra, inside L_cr, takes its place: supp. 1.4) unless
+``keep_base_saliency_hinge``.
 
 Random draws (clip pairs, the window subset) use torch's default generator, which the engine
 reseeds before every training batch: a run is reproducible.
@@ -30,6 +37,7 @@ from torch import Tensor, nn
 
 from higround.data.batch import ParagraphBatch
 from higround.errors import ConfigError
+from higround.losses.shine import NEGATIVE_TERM, negative_pair_loss, shine_losses
 from higround.losses.span import masked_mean, span_giou
 from higround.models.detr import FOREGROUND, DETRConfig, DETROutput, span_cxw_to_xx, span_xx_to_cxw
 from higround.models.qd_detr.config import MEAN_LOG, QDDETRConfig
@@ -247,17 +255,6 @@ def saliency_hinge(
     return 2.0 * (hinge * valid).sum() / valid.sum().clamp_min(1)
 
 
-def negative_pair_loss(negative: Tensor, video_mask: Tensor, rows: Tensor) -> Tensor:
-    """``L_neg = sum_t -log(1 - sigmoid(s^neg_t))`` over the real clips, averaged over the rows (S-Eq. 3;
-    ``-log(1 - sigmoid(x))`` is computed as ``softplus(x)``, equal and finite for any ``x``).
-
-    Args:
-        negative: ``(B, N_V)`` saliency logits of each video with another query.
-        video_mask: ``(B, N_V)`` real clips; ``rows`` ``(B,)`` rows that count.
-    """
-    return masked_mean((F.softplus(negative) * video_mask).sum(dim=1), rows)
-
-
 def rank_contrastive_loss(
     saliency: Tensor,
     negative: Tensor,
@@ -307,22 +304,38 @@ def rank_contrastive_loss(
 
 class DETRLoss(nn.Module):
     """Moment-DETR's objective: ``10 L1 + 1 (1 - GIoU) + 4 CE`` on every decoder layer plus the
-    saliency hinge (weight 1).
+    saliency hinge (weight 1); with SHINE (``config.shine``) L_neg, L_cr and L_fr besides (S-Eq. 4).
 
     Terms: ``span_l1``, ``span_giou``, ``class`` (each summed over the decoder layers trained),
-    ``saliency`` (the hinge), and ``"total"``, their sum weighted by :meth:`DETRConfig.weight`. A
-    batch row is one sentence (the sentence unit); padded rows never count.
+    ``saliency`` (the hinge; with SHINE only if ``keep_base_saliency_hinge``), and, when the output
+    has the negative passes (training with SHINE), ``saliency_negative`` (L_neg on the easy
+    negative), ``shine_coarse`` and ``shine_fine``; ``"total"`` is their sum weighted by
+    :meth:`DETRConfig.weight`. A batch row is one sentence (the sentence unit); padded rows never count.
     """
 
     def __init__(self, config: DETRConfig) -> None:
         """The objective of the model built from ``config``."""
         super().__init__()
         self.config = config
+        self.shine = config.shine_config
 
-    def extra_terms(self, output: DETROutput, batch: ParagraphBatch, labels: Tensor) -> dict[str, Tensor]:
-        """Terms a variant adds (none here); ``labels`` are :func:`saliency_labels`'s."""
-        del output, batch, labels
-        return {}
+    def extra_terms(
+        self, output: DETROutput, batch: ParagraphBatch, labels: Tensor, relevant: Tensor
+    ) -> dict[str, Tensor]:
+        """L_neg (S-Eq. 3) when the output has the easy negative's saliency, and SHINE's L_cr, L_fr
+        when it has the hard negatives'; ``labels``, ``relevant`` are :func:`saliency_labels`'s (the
+        relevant clips are SHINE's GT clips: :func:`ground_truth_clips` on single-window data)."""
+        negative = output.negative_saliency
+        if negative is None:
+            return {}
+        rows = batch.sentence_mask[:, 0]
+        terms = {NEGATIVE_TERM: negative_pair_loss(negative, output.video_mask, rows)}
+        if self.shine is not None and output.hard_saliency is not None:
+            valid = output.video_mask & rows[:, None]
+            terms |= shine_losses(
+                output.saliency, negative, output.hard_saliency, relevant, valid, self.shine
+            )
+        return terms
 
     def forward(self, output: DETROutput, batch: ParagraphBatch) -> dict[str, Tensor]:
         """Every term (unweighted) and ``"total"``, their weighted sum."""
@@ -333,10 +346,11 @@ class DETRLoss(nn.Module):
         targets, target_mask = window_targets(batch, config.max_windows)
         terms = span_terms(output, targets, target_mask, rows, config)
         labels, relevant = saliency_labels(batch)
-        clips = batch.video_mask & rows[:, None]
-        pairs = saliency_pairs(labels, relevant, clips, graded=batch.clip_saliency is not None)
-        terms["saliency"] = saliency_hinge(output.saliency, *pairs, config.saliency_margin)
-        terms.update(self.extra_terms(output, batch, labels))
+        if self.shine is None or self.shine.keep_base_saliency_hinge:
+            clips = batch.video_mask & rows[:, None]
+            pairs = saliency_pairs(labels, relevant, clips, graded=batch.clip_saliency is not None)
+            terms["saliency"] = saliency_hinge(output.saliency, *pairs, config.saliency_margin)
+        terms.update(self.extra_terms(output, batch, labels, relevant))
         total = sum(
             (config.weight(name) * value for name, value in terms.items()), output.saliency.new_zeros(())
         )
@@ -345,9 +359,9 @@ class DETRLoss(nn.Module):
 
 class QDDETRLoss(DETRLoss):
     """QD-DETR's objective: Moment-DETR's plus, when the output has the rolled-query pass (training),
-    ``saliency_negative`` (:func:`negative_pair_loss`) and ``saliency_contrast``
+    ``saliency_negative`` (:func:`higround.losses.shine.negative_pair_loss`) and ``saliency_contrast``
     (:func:`rank_contrastive_loss`), weight 1 each (``loss_saliency`` adds the three saliency terms,
-    ``lw_saliency`` 1)."""
+    ``lw_saliency`` 1); with SHINE, its two ranking terms (:class:`DETRLoss`)."""
 
     config: QDDETRConfig
 
@@ -355,16 +369,22 @@ class QDDETRLoss(DETRLoss):
         """The objective of the model built from ``config``."""
         super().__init__(config)
 
-    def extra_terms(self, output: DETROutput, batch: ParagraphBatch, labels: Tensor) -> dict[str, Tensor]:
-        """The negative-pair and rank-contrastive terms (none without the negative pass)."""
+    def extra_terms(
+        self, output: DETROutput, batch: ParagraphBatch, labels: Tensor, relevant: Tensor
+    ) -> dict[str, Tensor]:
+        """The negative-pair and rank-contrastive terms (none without the negative pass), and SHINE's."""
+        terms = super().extra_terms(output, batch, labels, relevant)
         negative = output.negative_saliency
         if negative is None:
-            return {}
-        rows, mask = batch.sentence_mask[:, 0], output.video_mask
-        config = self.config
-        return {
-            "saliency_negative": negative_pair_loss(negative, mask, rows),
-            "saliency_contrast": rank_contrastive_loss(
-                output.saliency, negative, labels, mask, rows, config.contrastive_tau, config.contrastive_form
-            ),
-        }
+            return terms
+        rows, config = batch.sentence_mask[:, 0], self.config
+        contrast = rank_contrastive_loss(
+            output.saliency,
+            negative,
+            labels,
+            output.video_mask,
+            rows,
+            config.contrastive_tau,
+            config.contrastive_form,
+        )
+        return {**terms, "saliency_contrast": contrast}

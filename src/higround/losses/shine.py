@@ -1,6 +1,7 @@
 """SHINE's saliency losses (Cheng, Pu et al., ECCV 2024): the negative-pair loss, the coarse-grained
 ranking loss ``L_cr`` and the fine-grained ranking loss ``L_fr``, as vectorised tensor functions a
-DETR-style family's training loss calls, and the ``model.shine`` recipe section (:class:`ShineConfig`).
+DETR-style family's training loss calls (:class:`higround.losses.detr.DETRLoss`), the choice of the
+easy negative, and the ``model.shine`` recipe section (:class:`ShineConfig`, :func:`shine_section`).
 
 Inputs are per-clip saliency *logits* of one batch of videos, each scored against several queries:
 the positive ``s`` ``(B, N_V)``, the easy negative ``s^n`` ``(B, N_V)`` (another query of the batch),
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -35,15 +37,18 @@ RANKINGS = ("relative", "absolute")
 # The easy negative of row i: the query of row (i + 1) mod B (QD-DETR's batch roll, released), or the
 # next row (cyclically) showing another video, so that the "negative" is never a query of the same
 # video (spec 5.7: Charades-CG has ~2.3 queries per video).
-EASY_NEGATIVES = ("roll", "other_video")
-# Which hierarchy of the negatives file feeds the hard negatives (data/readers/shine.py KINDS).
-NEGATIVE_KINDS = ("recomposed", "masked")
+ROLL = "roll"
+OTHER_VIDEO = "other_video"
+EASY_NEGATIVES = (ROLL, OTHER_VIDEO)
 
 COARSE_TERM = "shine_coarse"
 FINE_TERM = "shine_fine"
 # The terms :func:`shine_losses` returns: the families' loss_weights keys for lambda_cr and lambda_fr
 # (released coarse_coef = fine_coef = 1.0, so both weigh 1 unless a recipe says otherwise).
 LOSS_TERMS = (COARSE_TERM, FINE_TERM)
+# The negative-pair loss L_neg (S-Eq. 3) as the DETR families name it (QD-DETR's; SHINE adds it to
+# Moment-DETR, S-Eq. 4): lambda_neg is ``loss_weights["saliency_negative"]`` (released 1).
+NEGATIVE_TERM = "saliency_negative"
 
 
 def _check_scores(name: str, scores: Tensor, valid_mask: Tensor) -> None:
@@ -255,16 +260,24 @@ def fine_ranking_loss(
     return masked_mean(ranking_hinge(distances, margins, ranking), valid_mask.any(dim=1))
 
 
-def easy_negative_index(same_video: Tensor, mode: str = "roll") -> Tensor:
+def easy_negative_index(same_video: Tensor, mode: str = ROLL) -> Tensor:
     """``(B,)`` for each row, the row whose query is its easy negative.
 
-    ``"roll"``: ``(i + 1) mod B`` (QD-DETR and the released SHINE). ``"other_video"``: the first row
-    after ``i`` (cyclically) of another video; ``(i + 1) mod B`` when every row shows the same video.
+    ``"roll"``: ``(i + 1) mod B`` (QD-DETR's batch roll ``src_txt[1:] + src_txt[0:1]``, and the
+    released SHINE). ``"other_video"``: the first row after ``i`` (cyclically) of another video;
+    ``(i + 1) mod B`` when every row shows the same video. QD-DETR's negative pass and SHINE's easy
+    negative both take their rows here.
 
     Args:
         same_video: ``(B, B)`` bool, True where rows ``i`` and ``j`` show the same video
             (:meth:`higround.data.batch.ParagraphBatch.same_video`).
         mode: one of :data:`EASY_NEGATIVES`.
+
+    Returns:
+        ``(B,)`` long row indices.
+
+    Raises:
+        ConfigError: an unknown ``mode``.
     """
     if mode not in EASY_NEGATIVES:
         raise ConfigError(f"shine: easy_negative must be one of {EASY_NEGATIVES}, got {mode!r}")
@@ -303,10 +316,11 @@ class ShineConfig(DictConfig):
     ``loss_weights["shine_coarse"]`` and ``loss_weights["shine_fine"]`` (released 1.0 each); the
     masking ratios are the negative generator's (:func:`higround.data.negatives.generate_negatives`).
 
+    Which negatives feed the hard passes is the data's (``data.negatives``, ``data.negatives_kind``):
+    the first ``hard_negatives`` levels of every training query's hierarchy.
+
     Attributes:
         hard_negatives: ``H``, hard negatives per query [hn_num: 3].
-        negatives: the hierarchy of the negatives file that feeds them: ``"recomposed"`` (refilled
-            queries, released) or ``"masked"`` (the templates with ``<mask>``).
         coarse_margins: ``(h_1, h_2)``, the intra and inter margins of L_cr [coarse_margin; supp.
             Table 2a best: 1.0, 2.0].
         top_k_divisor: ``q`` of L_cr's top-k [q: 8].
@@ -322,7 +336,6 @@ class ShineConfig(DictConfig):
     LABEL: ClassVar[str] = "shine config"
 
     hard_negatives: int = 3
-    negatives: str = "recomposed"
     coarse_margins: tuple[float, ...] = (1.0, 2.0)
     top_k_divisor: int = 8
     fine_margins: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
@@ -342,11 +355,7 @@ class ShineConfig(DictConfig):
         if not isinstance(self.keep_base_saliency_hinge, bool):
             hinge = self.keep_base_saliency_hinge
             raise ConfigError(f"shine config: keep_base_saliency_hinge must be true or false, got {hinge!r}")
-        for name, allowed in (
-            ("negatives", NEGATIVE_KINDS),
-            ("ranking", RANKINGS),
-            ("easy_negative", EASY_NEGATIVES),
-        ):
+        for name, allowed in (("ranking", RANKINGS), ("easy_negative", EASY_NEGATIVES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"shine config: {name} must be one of {allowed}, got {getattr(self, name)!r}"
@@ -358,6 +367,21 @@ class ShineConfig(DictConfig):
                 f"shine config: fine_margins must hold hard_negatives + 1 = {self.hard_negatives + 1} "
                 f"margins (m_0 .. m_H), got {len(self.fine_margins)}"
             )
+
+
+def shine_section(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A family config's ``shine`` field checked and completed: every key of :class:`ShineConfig`
+    (its defaults where the recipe is silent; margins as lists, as YAML writes them back), or
+    ``None`` (SHINE off). ``{}`` is the paper's SHINE.
+
+    Raises:
+        ConfigError: not a mapping, an unknown key, or a bad value (named).
+    """
+    if value is None:
+        return None
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in ShineConfig.from_dict(value).to_dict().items()
+    }
 
 
 def shine_losses(

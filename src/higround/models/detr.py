@@ -16,8 +16,11 @@ encoder and the decoder, which each family builds from the layers here:
 project's word vectors, frozen) or pre-extracted token features (``data.text_features``), the TEF,
 the projections, the class and span heads, and the one pair-saliency entry point
 :meth:`DETRModel.pair_saliency` that runs the encoder for any (video, query) pair — QD-DETR's
-negative pass and SHINE's extra queries (docs/detr.md, "Extra queries"). :func:`detr_predictions`
-turns either output into the engine's :class:`~higround.models.family.GroundingPredictions`.
+negative pass and SHINE's extra queries (docs/detr.md, "Extra queries"). With a ``shine`` section
+(SHINE, Cheng, Pu et al., ECCV 2024; docs/shine.md) a training forward also scores every video with
+its easy negative and its ``H`` hard negatives in one encoder pass (:meth:`DETRModel.negative_passes`).
+:func:`detr_predictions` turns either output into the engine's
+:class:`~higround.models.family.GroundingPredictions`.
 
 Official facts cited as ``file:line`` are of jayleicn/moment_detr (b7e553a) and wjun0830/QD-DETR
 (56c63b2); docs/detr.md lists them.
@@ -30,10 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from higround.data.batch import ParagraphBatch
 from higround.errors import ConfigError
+from higround.losses.shine import LOSS_TERMS as SHINE_TERMS
+from higround.losses.shine import NEGATIVE_TERM, ROLL, ShineConfig, easy_negative_index, shine_section
 from higround.models.family import FamilyConfigBase, GroundingPredictions, check_at_least, check_loss_weights
 from higround.models.layers import MLP, MultiHeadAttention
 
@@ -44,6 +50,10 @@ ACTIVATIONS = ("relu", "prelu")
 # span_loss_coef 10, giou_loss_coef 1, label_loss_coef 4, lw_saliency 1): what a term weighs unless
 # ``loss_weights`` sets it. "saliency" is the hinge; QD-DETR adds its two saliency terms.
 DEFAULT_WEIGHTS: dict[str, float] = {"span_l1": 10.0, "span_giou": 1.0, "class": 4.0, "saliency": 1.0}
+# The terms a ``shine`` section adds (weights 1 unless set: lambda_neg, lambda_cr, lambda_fr, released
+# lw_saliency = coarse_coef = fine_coef = 1): L_neg (Moment-DETR gains it, S-Eq. 4; QD-DETR has it),
+# L_cr and L_fr.
+SHINE_LOSS_TERMS = (NEGATIVE_TERM, *SHINE_TERMS)
 
 
 @dataclass
@@ -77,8 +87,13 @@ class DETRConfig(FamilyConfigBase):
         saliency_margin: margin of the saliency hinge [saliency_margin: 0.2].
         max_windows: ground-truth windows per query kept as targets, a random subset when there
             are more [max_windows: 5].
+        shine: SHINE's training-only negative ranking (docs/shine.md): a mapping of
+            :class:`~higround.losses.shine.ShineConfig` keys completed with its defaults (``{}``: the
+            paper's), or ``None``: the plain base model. It needs the training queries' hard
+            negatives (``data.negatives``) and reads them as words (``text_dim`` null); predictions
+            never depend on it.
         loss_weights: weight per loss term; a missing term weighs its official weight
-            (:data:`DEFAULT_WEIGHTS`).
+            (:data:`DEFAULT_WEIGHTS`; 1 for the others).
     """
 
     LABEL: ClassVar[str] = "detr config"
@@ -109,6 +124,7 @@ class DETRConfig(FamilyConfigBase):
     cost_giou: float = 1.0
     saliency_margin: float = 0.2
     max_windows: int = 5
+    shine: dict[str, Any] | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,7 +163,25 @@ class DETRConfig(FamilyConfigBase):
         for name in ("eos_coef", "cost_class", "cost_span", "cost_giou", "saliency_margin"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{label}: {name} must be >= 0, got {getattr(self, name)}")
+        self.shine = shine_section(self.shine)
+        if self.shine is not None and self.text_dim is not None:
+            raise ConfigError(
+                f"{label}: model.shine reads the hard negatives as words, but text_dim={self.text_dim} "
+                "makes the model read token features (set model.text_dim=null, or model.shine=null)"
+            )
         check_loss_weights(label, self.loss_weights, self.LOSS_TERMS)
+
+    @property
+    def shine_config(self) -> ShineConfig | None:
+        """SHINE's settings, or ``None`` when the model trains without it."""
+        return None if self.shine is None else ShineConfig.from_dict(self.shine)
+
+    @property
+    def easy_negative(self) -> str:
+        """How a row's easy negative is chosen (:func:`~higround.losses.shine.easy_negative_index`):
+        SHINE's ``easy_negative``, else the batch roll."""
+        shine = self.shine_config
+        return ROLL if shine is None else shine.easy_negative
 
     def weight(self, term: str) -> float:
         """The weight of loss ``term``: ``loss_weights[term]``, else its official weight."""
@@ -320,27 +354,6 @@ class DecoderLayer(nn.Module):
         return self.ffn(target)
 
 
-def rolled_rows(video_group: Tensor, other_video: bool = False) -> Tensor:
-    """``(B,)`` for every row the row whose query becomes its negative.
-
-    The batch roll of QD-DETR (``src_txt[1:] + src_txt[0:1]``): row ``i`` takes row ``(i + 1) mod B``.
-    With ``other_video`` it takes the first of ``i + 1, i + 2, ...`` (cyclically) that shows another
-    video (``video_group`` differs), the plain roll when every row shows the same video.
-
-    Args:
-        video_group: ``(B,)`` the rows' videos (:attr:`ParagraphBatch.video_group`).
-        other_video: skip the rows of the same video.
-    """
-    size = video_group.shape[0]
-    rows = torch.arange(size, device=video_group.device)
-    if not other_video or size < 2:
-        return (rows + 1) % size
-    candidates = (rows[:, None] + torch.arange(1, size, device=rows.device)[None]) % size  # (B, B - 1)
-    differs = video_group[candidates] != video_group[:, None]
-    first = differs.to(torch.int8).argmax(dim=1)  # 0 (the plain roll) when no row differs
-    return candidates.gather(1, first[:, None]).squeeze(1)
-
-
 def xavier_init(module: nn.Module) -> None:
     """Xavier-uniform every parameter of more than one dimension (DETR ``Transformer._reset_parameters``)."""
     for p in module.parameters():
@@ -360,8 +373,12 @@ class DETROutput:
         spans: ``(L, B, Q, 2)`` normalised ``(center, width)`` of every decoder layer.
         saliency: ``(B, N_V)`` a saliency logit per clip (padded clips: anything).
         video_mask: ``(B, N_V)`` the real clips.
-        negative_saliency: ``(B, N_V)`` QD-DETR's saliency of each video with another row's query
-            (training only; ``None`` otherwise and for Moment-DETR).
+        negative_saliency: ``(B, N_V)`` the saliency of each video with its easy negative, another
+            row's query (:func:`~higround.losses.shine.easy_negative_index`): QD-DETR's negative
+            pass, and SHINE's ``s^n``; training only (QD-DETR always, Moment-DETR with SHINE),
+            ``None`` otherwise.
+        hard_saliency: ``(B, H, N_V)`` SHINE's ``s^hn``: the saliency of each video with its
+            query's ``H`` hard negatives, least edited first (training with SHINE only).
     """
 
     logits: Tensor
@@ -369,6 +386,7 @@ class DETROutput:
     saliency: Tensor
     video_mask: Tensor
     negative_saliency: Tensor | None = None
+    hard_saliency: Tensor | None = None
 
 
 class DETRModel(nn.Module):
@@ -394,6 +412,8 @@ class DETRModel(nn.Module):
             )
         self.config = config
         self.name = name
+        self.shine = config.shine_config
+        self.easy_negative = config.easy_negative
         dim = config.hidden_dim
         trainable = config.fine_tune_word_vectors and config.text_dim is None
         self.embedding = nn.Embedding.from_pretrained(
@@ -472,6 +492,83 @@ class DETRModel(nn.Module):
         :meth:`text_inputs` (or :meth:`embed_words`) give them.
         """
         return self.encode_pair(video, video_mask, text, text_mask)[1]
+
+    def hard_negative_inputs(self, batch: ParagraphBatch) -> tuple[Tensor, Tensor]:
+        """``(B, H, L, word_dim)`` raw tokens of every row's first ``H`` hard negatives (SHINE's
+        ``hard_negatives``, least edited first) and their ``(B, H, L)`` mask (:meth:`embed_words`).
+
+        Raises:
+            ConfigError: the batch carries no hard negatives (``data.negatives`` unset), or fewer
+                than ``H`` per query.
+        """
+        assert self.shine is not None
+        count = self.shine.hard_negatives
+        words, mask = batch.negative_words, batch.negative_mask
+        if words is None or mask is None:
+            raise ConfigError(
+                f"{self.name}: model.shine trains on hard negatives, but the batch has none "
+                "(set data.negatives=FILE.jsonl: docs/shine.md, 'Training with a base model')"
+            )
+        if words.shape[2] < count:
+            raise ConfigError(
+                f"{self.name}: model.shine.hard_negatives={count}, but data.negatives gives "
+                f"{words.shape[2]} per query"
+            )
+        words, mask = words[:, 0, :count], mask[:, 0, :count]
+        rows, length = words.shape[0], words.shape[2]
+        tokens, read = self.embed_words(
+            words.reshape(rows * count, length), mask.reshape(rows * count, length)
+        )
+        return tokens.view(rows, count, length, -1), read.view(rows, count, length)
+
+    def negative_passes(
+        self, batch: ParagraphBatch, video: Tensor, video_mask: Tensor, text: Tensor, text_mask: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """The saliency of every video with its easy negative and (SHINE) its hard negatives.
+
+        The easy negative of row ``b`` is the query of row :func:`easy_negative_index` ``(b)``
+        (:attr:`DETRConfig.easy_negative`). With SHINE the ``1 + H`` negatives of each row are
+        scored in ONE encoder pass over ``B (1 + H)`` (video, query) pairs: each video repeated, the
+        queries padded to one length (padded tokens are masked keys, so they change nothing).
+
+        Args:
+            batch: the batch (its videos' groups; with SHINE its hard negatives).
+            video, video_mask: raw ``(B, N_V, ...)`` clips and mask (:meth:`video_inputs`).
+            text, text_mask: the rows' own raw query tokens (:meth:`text_inputs`).
+
+        Returns:
+            ``(B, N_V)`` easy-negative logits and ``(B, H, N_V)`` hard-negative logits (``None``
+            without SHINE).
+        """
+        other = easy_negative_index(batch.same_video(), self.easy_negative)
+        easy, easy_mask = text[other], text_mask[other]
+        if self.shine is None:
+            return self.pair_saliency(video, video_mask, easy, easy_mask), None
+        hard, hard_mask = self.hard_negative_inputs(batch)
+        rows, count = hard.shape[:2]
+        length = max(easy.shape[1], hard.shape[2])
+        texts = torch.cat(
+            [
+                F.pad(easy, (0, 0, 0, length - easy.shape[1]))[:, None],
+                F.pad(hard, (0, 0, 0, length - hard.shape[2])),
+            ],
+            dim=1,
+        )  # (B, 1 + H, L, D)
+        masks = torch.cat(
+            [
+                F.pad(easy_mask, (0, length - easy.shape[1]))[:, None],
+                F.pad(hard_mask, (0, length - hard.shape[2])),
+            ],
+            dim=1,
+        )
+        pairs = rows * (count + 1)
+        saliency = self.pair_saliency(
+            video[:, None].expand(-1, count + 1, -1, -1).reshape(pairs, *video.shape[1:]),
+            video_mask[:, None].expand(-1, count + 1, -1).reshape(pairs, -1),
+            texts.reshape(pairs, length, -1),
+            masks.reshape(pairs, length),
+        ).view(rows, count + 1, -1)
+        return saliency[:, 0], saliency[:, 1:]
 
 
 def detr_predictions(output: DETROutput, batch: ParagraphBatch) -> GroundingPredictions:

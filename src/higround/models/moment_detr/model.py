@@ -34,6 +34,11 @@ class MomentDETR(DETRModel):
     * Heads: class ``Linear(d, 2)``, span ``MLP(d, d, 2, 3 layers)`` then sigmoid to
       ``(center, width)``, saliency ``Linear(d, 1)`` on the clips' memory.
     * Initialisation: Xavier-uniform on the encoder and decoder (DETR's ``_reset_parameters``).
+    * With ``config.shine``, training only: every video is also scored with its easy negative and
+      its hard negatives, one encoder pass, the same saliency head on the re-encoded clips (SHINE
+      spec open point 4; :meth:`~higround.models.detr.DETRModel.negative_passes`), into
+      :attr:`DETROutput.negative_saliency` and :attr:`DETROutput.hard_saliency`. Eval mode never
+      runs it: predictions do not depend on SHINE.
     """
 
     config: MomentDETRConfig
@@ -67,7 +72,8 @@ class MomentDETR(DETRModel):
         return video_memory, self.saliency_head(video_memory).squeeze(-1), (memory, pos, mask)
 
     def forward(self, batch: ParagraphBatch) -> DETROutput:
-        """Ground the one sentence of every row of ``batch``."""
+        """Ground the one sentence of every row of ``batch`` (and, training with SHINE, score its
+        negatives)."""
         self.check_batch(batch)
         video, video_mask = self.video_inputs(batch)
         text, text_mask = self.text_inputs(batch)
@@ -79,9 +85,14 @@ class MomentDETR(DETRModel):
             target = layer(target, query_pos, memory, pos, mask)
             states.append(self.decoder_norm(target))
         hidden = torch.stack(states)  # (L, B, Q, d)
+        negative = hard = None
+        if self.training and self.shine is not None:
+            negative, hard = self.negative_passes(batch, video, video_mask, text, text_mask)
         return DETROutput(
             logits=self.class_head(hidden),
             spans=self.span_head(hidden).sigmoid(),
             saliency=saliency,
             video_mask=video_mask,
+            negative_saliency=negative,
+            hard_saliency=hard,
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from higround.errors import ConfigError
+from higround.losses.shine import LOSS_TERMS as SHINE_TERMS
+from higround.losses.shine import NEGATIVE_TERM, OTHER_VIDEO, ROLL
 from higround.models.detr import DEFAULT_WEIGHTS, DETRConfig
 
 # The two forms of the rank-contrastive loss (:func:`higround.losses.detr.rank_contrastive_loss`):
@@ -15,8 +17,9 @@ from higround.models.detr import DEFAULT_WEIGHTS, DETRConfig
 MEAN_LOG = "mean_log"
 LOG_SUM = "log_sum"
 CONTRASTIVE_FORMS = (MEAN_LOG, LOG_SUM)
-# Names of the loss terms of :class:`higround.losses.detr.QDDETRLoss` (besides "total").
-LOSS_TERMS = (*DEFAULT_WEIGHTS, "saliency_negative", "saliency_contrast")
+# Names of the loss terms of :class:`higround.losses.detr.QDDETRLoss` (besides "total"): the base's,
+# then SHINE's two ranking terms (returned in training with a ``shine`` section).
+LOSS_TERMS = (*DEFAULT_WEIGHTS, NEGATIVE_TERM, "saliency_contrast", *SHINE_TERMS)
 
 
 @dataclass
@@ -32,6 +35,8 @@ class QDDETRConfig(DETRConfig):
             scaled by ``sigmoid(MLP(state)) / w_ref`` [modulate_t_attn: true].
         negative_other_video: the negative query of row ``i`` comes from the next row of *another*
             video (SHINE spec open point 7) instead of row ``i + 1`` (the release's batch roll).
+            With SHINE this pass is SHINE's easy negative: ``shine.easy_negative`` must agree
+            (``other_video`` with true, ``roll`` with false).
     """
 
     LABEL: ClassVar[str] = "qd_detr config"
@@ -53,3 +58,16 @@ class QDDETRConfig(DETRConfig):
                 f"{self.LABEL}: contrastive_form must be one of {list(CONTRASTIVE_FORMS)}, "
                 f"got {self.contrastive_form!r}"
             )
+        shine = self.shine_config
+        if shine is not None and shine.easy_negative != self.easy_negative:
+            raise ConfigError(
+                f"{self.LABEL}: QD-DETR's negative pass is SHINE's easy negative: shine.easy_negative="
+                f"{shine.easy_negative!r} needs negative_other_video={shine.easy_negative == OTHER_VIDEO} "
+                f"(got {self.negative_other_video})"
+            )
+
+    @property
+    def easy_negative(self) -> str:
+        """How the negative pass picks each row's query: ``other_video`` with ``negative_other_video``,
+        else the batch roll."""
+        return OTHER_VIDEO if self.negative_other_video else ROLL

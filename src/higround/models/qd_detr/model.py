@@ -18,7 +18,6 @@ from higround.models.detr import (
     FeedForwardBlock,
     clip_positions,
     inverse_sigmoid,
-    rolled_rows,
     xavier_init,
 )
 from higround.models.qd_detr.config import QDDETRConfig
@@ -56,8 +55,11 @@ class QDDETR(DETRModel):
     * Decoder: :class:`~higround.models.qd_detr.decoder.AnchorDecoder` over the clip memory; the span
       of layer ``l`` is ``sigmoid(MLP(state) + inverse_sigmoid(anchor_l))``.
     * Training only: the negative pass, each video with the query of another row
-      (:func:`~higround.models.detr.rolled_rows`), encoder only (the release discards its decoder
-      output), into :attr:`DETROutput.negative_saliency`.
+      (:func:`~higround.losses.shine.easy_negative_index`), encoder only (the release discards its
+      decoder output), into :attr:`DETROutput.negative_saliency`. With ``config.shine`` the same
+      pass also scores the ``H`` hard negatives (one encoder pass over ``B (1 + H)`` pairs:
+      :meth:`~higround.models.detr.DETRModel.negative_passes`) into :attr:`DETROutput.hard_saliency`;
+      the rolled query is SHINE's easy negative.
     * Initialisation: Xavier-uniform on both encoders and the decoder (``_reset_parameters``).
     """
 
@@ -101,20 +103,21 @@ class QDDETR(DETRModel):
         return clip_memory, saliency / math.sqrt(dim), clip_pos
 
     def forward(self, batch: ParagraphBatch) -> DETROutput:
-        """Ground the one sentence of every row of ``batch`` (and, training, score the rolled queries)."""
+        """Ground the one sentence of every row of ``batch`` (and, training, score the rolled queries
+        and, with SHINE, the hard negatives)."""
         self.check_batch(batch)
         video, video_mask = self.video_inputs(batch)
         text, text_mask = self.text_inputs(batch)
         memory, saliency, clip_pos = self.encode_pair(video, video_mask, text, text_mask)
         hidden, references = self.decoder(self.anchors.weight, memory, clip_pos, video_mask)
-        negative = None
+        negative = hard = None
         if self.training:
-            other = rolled_rows(batch.video_group, self.config.negative_other_video)
-            negative = self.pair_saliency(video, video_mask, text[other], text_mask[other])
+            negative, hard = self.negative_passes(batch, video, video_mask, text, text_mask)
         return DETROutput(
             logits=self.class_head(hidden),
             spans=(self.span_head(hidden) + inverse_sigmoid(references)).sigmoid(),
             saliency=saliency,
             video_mask=video_mask,
             negative_saliency=negative,
+            hard_saliency=hard,
         )
