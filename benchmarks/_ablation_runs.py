@@ -128,3 +128,13 @@ def run_missing(
         results.merge(record)
         print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {job.label}: {summary(record)}", flush=True)
     return results.merge(None)
+
+
+def print_report(results: SharedResults, runs: Sequence[Run], command: str, started: float) -> None:
+    """The table as written, then the command, this process's wall time and where the files are."""
+    print(results.md_path.read_text())
+    wall = time.perf_counter() - started
+    print(
+        f"command: {command}\nthis process: {wall / 60:.1f} min; "
+        f"{len(runs)} runs in {results.json_path}; wrote {results.md_path}"
+    )

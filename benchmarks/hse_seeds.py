@@ -5,7 +5,8 @@ with ``higround evaluate --split test --json``, the same commands a user runs (`
 default set is the procedural benchmark with a larger test gallery (2,000 videos, chance R@1 =
 0.05 %): with the default 100 test videos HSE sits at R@1 = 99 % and the variants cannot be told
 apart. Results go to ``benchmarks/results/hse_seeds.{json,md}`` (mean ± sample std over seeds);
-reruns skip the (recipe, seed) runs already in the JSON file of the same setup.
+reruns skip the (recipe, seed) runs already in the JSON file of the same setup, and processes
+given other ``--seeds``/``--recipes`` can share it (``benchmarks/_ablation_runs.py``).
 
     OMP_NUM_THREADS=1 python benchmarks/hse_seeds.py --seeds 0 1 2
 """
@@ -13,9 +14,9 @@ reruns skip the (recipe, seed) runs already in the JSON file of the same setup.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,16 @@ from typing import Any
 
 from higround.data.synthetic import SyntheticConfig
 from higround.demo import ensure_dataset, mean_std
-from higround.io import atomic_write_text
+
+# The results file and run loop the ablation scripts share (benchmarks/_ablation_runs.py).
+if "_ablation_runs" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "_ablation_runs", Path(__file__).with_name("_ablation_runs.py")
+    )
+    assert _spec is not None and _spec.loader is not None
+    sys.modules["_ablation_runs"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["_ablation_runs"])
+runs_lib = sys.modules["_ablation_runs"]
 
 FORMAT = 1
 RECIPES = {
@@ -106,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", default="benchmarks/results", help="where the JSON and markdown go")
     parser.add_argument("--quick", action="store_true", help="1 seed, tiny data, 1 epoch (a smoke check)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     data_config = QUICK_DATA if args.quick else SyntheticConfig(seed=0, test_videos=args.test_videos)
     recipe = QUICK_RECIPE if args.quick else ()
@@ -115,23 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = "hse_seeds" + ("_quick" if args.quick else "")
     json_path, md_path = Path(args.results) / f"{stem}.json", Path(args.results) / f"{stem}.md"
     setup = {"data": json.loads(json.dumps(asdict(data_config))), "recipe": list(recipe)}
-    runs: list[dict[str, Any]] = []
-    if json_path.is_file():
-        previous = json.loads(json_path.read_text())
-        if all(previous.get(k) == v for k, v in setup.items()):
-            runs = previous["runs"]
-    given = sys.argv[1:] if argv is None else list(argv)
-    command = "OMP_NUM_THREADS=1 python " + shlex.join(["benchmarks/hse_seeds.py", *given])
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        for name in args.recipes:
-            if any(r["recipe"] == name and r["seed"] == seed for r in runs):
-                continue
-            runs.append(_run(name, seed, data.root, out / "runs", recipe))
-            payload = {"format": FORMAT, **setup, "command": command, "runs": runs}
-            atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
-            m = runs[-1]["metrics"]
-            print(f"{name} seed {seed}: P→V R@1 {100 * m['p2v/R@1']:.2f}, V→P R@1 {100 * m['v2p/R@1']:.2f}")
+    command = runs_lib.command_line("benchmarks/hse_seeds.py", argv)
     c = data_config
     header = (
         f"Command: `{command}`; data: procedural set, seed {c.seed}, {c.train_videos}/{c.val_videos}/"
@@ -139,8 +134,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(best val rsum); R@k percent, mean ± sample std over seeds; training time per run, "
         f"{os.environ['OMP_NUM_THREADS']} thread(s)."
     )
-    atomic_write_text(md_path, markdown(runs, header) + "\n")
-    print(md_path.read_text())
+    shared = runs_lib.SharedResults(
+        json_path,
+        md_path,
+        setup,
+        identity=lambda r: (r["recipe"], r["seed"]),
+        payload=lambda runs, _: {"format": FORMAT, **setup, "command": command, "runs": runs},
+        markdown=lambda runs, _: markdown(runs, header),
+    )
+    jobs = [
+        runs_lib.Job(
+            (name, seed),
+            f"{name} seed {seed}",
+            lambda name=name, seed=seed: _run(name, seed, data.root, out / "runs", recipe),
+        )
+        for seed in seeds
+        for name in args.recipes
+    ]
+
+    def summary(record: dict[str, Any]) -> str:
+        m = record["metrics"]
+        return f"P→V R@1 {100 * m['p2v/R@1']:.2f}, V→P R@1 {100 * m['v2p/R@1']:.2f}"
+
+    runs = runs_lib.run_missing(jobs, shared, summary, started)
+    runs_lib.print_report(shared, runs, command, started)
     return 0
 
 

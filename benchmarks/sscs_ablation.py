@@ -276,12 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ", ".join(f"{c} {100 * record['metrics'][c]:.2f}" for c in COLUMNS)
 
     runs = runs_lib.run_missing(jobs, shared, summary, started)
-    print(md_path.read_text())
-    wall = time.perf_counter() - started
-    print(
-        f"command: {command}\nthis process: {wall / 60:.1f} min; "
-        f"{len(runs)} runs in {json_path}; wrote {md_path}"
-    )
+    runs_lib.print_report(shared, runs, command, started)
     return 0
 
 
