@@ -15,6 +15,7 @@ from higround.data.batching import collate_paragraphs
 from higround.data.dataset import make_item
 from higround.data.schema import Paragraph, Sentence
 from higround.engine import Grounder, export_safetensors, fit, load_checkpoint, load_config, save_checkpoint
+from higround.engine import trainer as trainer_module
 from higround.engine.config import Config, DataConfig, parse_overrides
 from higround.engine.datamodule import EpochShuffleSampler, GroundingDataModule
 from higround.engine.inference import SentencePredictions, gather_predictions
@@ -177,9 +178,25 @@ def test_model_dimensions_come_from_the_data() -> None:
     assert Config.from_dict(config.to_dict()) == config
 
 
-def test_cpu_runs_in_full_precision() -> None:
-    config = load_config(CONFIGS / "tacos.yaml", ["trainer.accelerator=cpu"])
-    assert resolve_precision(config) == "32-true"
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_auto_precision_follows_the_cpu_and_the_family(
+    bf16_cpu: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: bf16_cpu)
+    cpu = ["trainer.accelerator=cpu"]
+    wide = "bf16-mixed" if bf16_cpu else "32-true"
+    # HSCNet measured bf16 faster from hidden_dim 128 up (docs/benchmarks.md), slower at 64.
+    assert resolve_precision(load_config(CONFIGS / "tacos.yaml", cpu)) == wide
+    assert resolve_precision(load_config(CONFIGS / "tacos.yaml", [*cpu, "model.hidden_dim=128"])) == wide
+    assert resolve_precision(load_config(CONFIGS / "tacos.yaml", [*cpu, "model.hidden_dim=64"])) == "32-true"
+    assert resolve_precision(load_config(CONFIGS / "synthetic.yaml", cpu)) == "32-true"
+    # Launch-bound on a GPU; a family without measurements stays in float32.
+    assert resolve_precision(load_config(CONFIGS / "tacos.yaml", ["trainer.accelerator=gpu"])) == "32-true"
+    prvg = REPO / "configs" / "prvg" / "activitynet_captions.yaml"
+    assert resolve_precision(load_config(prvg, cpu)) == "32-true"
+    # An explicit precision is kept whatever the CPU.
+    fp32 = [*cpu, "trainer.precision=32-true"]
+    assert resolve_precision(load_config(CONFIGS / "tacos.yaml", fp32)) == "32-true"
     assert resolve_precision(load_config(None, ["trainer.precision=bf16-mixed"])) == "bf16-mixed"
 
 

@@ -19,6 +19,7 @@ from lightning.pytorch.strategies import StrategyRegistry
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from higround.data.batch import ParagraphBatch
+from higround.devices import cpu_has_bf16
 from higround.engine.checkpoint import (
     LoadedCheckpoint,
     atomic_torch_save,
@@ -185,15 +186,21 @@ def resolve_accelerator(config: Config) -> str:
 
 
 def resolve_precision(config: Config) -> str:
-    """``trainer.precision``; ``auto`` is ``32-true`` on every device.
+    """``trainer.precision``, with ``auto`` resolved per device and family.
 
-    At the paper's shapes a training step is bound by kernel launches, not arithmetic: on an H100,
-    bf16 autocast only adds cast kernels (ActivityNet recipe: 544 paragraphs/s in fp32 against 293
-    in bf16-mixed, docs/benchmarks.md). ``bf16-mixed`` stays one override away for larger inputs.
+    ``auto`` is ``bf16-mixed`` on a CPU with BF16 instructions (:func:`higround.devices.cpu_has_bf16`)
+    for a config its family measured faster there at the same accuracy (``ModelFamily.cpu_bf16``:
+    HSCNet from ``hidden_dim`` 128 up, docs/benchmarks.md), else ``32-true``. On a GPU it is
+    ``32-true``: at the paper's shapes a training step is bound by kernel launches, not arithmetic,
+    and on an H100 bf16 autocast only adds cast kernels (ActivityNet recipe: 544 paragraphs/s in
+    fp32 against 293 in bf16-mixed, docs/benchmarks.md).
     """
     if config.trainer.precision != "auto":
         return config.trainer.precision
-    return "32-true"
+    family = config.family
+    if family.cpu_bf16 is None or resolve_accelerator(config) != "cpu" or not cpu_has_bf16():
+        return "32-true"
+    return "bf16-mixed" if family.cpu_bf16({**family.defaults(), **config.model}) else "32-true"
 
 
 def run_dir(config: Config) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor
 
 from higround.data.batch import ParagraphBatch
@@ -19,6 +22,20 @@ def build_model(config: HSCNetConfig, word_vectors: Tensor) -> HSCNet:
 def build_loss(config: HSCNetConfig) -> HSCNetLoss:
     """eq. 11 with the switches and weights of ``config``."""
     return HSCNetLoss(config)
+
+
+# The smallest D at which a bf16-autocast training step beat float32 on a CPU with AVX512-BF16
+# (benchmarks/hscnet_profile.py over D, docs/benchmarks.md); below it the casts cost more than the
+# bf16 matmuls save (the procedural recipe, D = 64: 45-50 s a run against 34-42 s in fp32).
+CPU_BF16_MIN_HIDDEN = 128
+
+
+def cpu_bf16(model: Mapping[str, Any]) -> bool:
+    """Whether ``trainer.precision: auto`` trains a ``model`` section in bf16-mixed on a CPU with
+    BF16 instructions: from ``hidden_dim`` :data:`CPU_BF16_MIN_HIDDEN` up, where it is faster; its
+    accuracy held within one std of float32 over 3 seeds on the procedural benchmark
+    (docs/ablation.md, "Speed settings")."""
+    return int(model["hidden_dim"]) >= CPU_BF16_MIN_HIDDEN
 
 
 def predictions(output: HSCNetOutput, batch: ParagraphBatch) -> GroundingPredictions:
@@ -40,4 +57,5 @@ HSCNET_FAMILY: ModelFamily[HSCNetConfig, HSCNetOutput] = ModelFamily(
     build_model=build_model,
     build_loss=build_loss,
     predictions=predictions,
+    cpu_bf16=cpu_bf16,
 )
