@@ -63,7 +63,7 @@ class SharedResults:
         identity: a run's key (e.g. its settings and seed): a new run replaces a stored one of the same key.
         payload: the JSON document of ``(runs, compute seconds)``.
         markdown: the markdown of ``(runs, compute seconds)``.
-        reuse: read the runs already on disk (False: start afresh, overwrite).
+        reuse: read the runs already on disk (False: start afresh, dropping them at the first write).
     """
 
     json_path: Path
@@ -76,6 +76,9 @@ class SharedResults:
 
     def __post_init__(self) -> None:
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
+        # Without reuse, the runs on disk are dropped once, at this process's first write; what it
+        # (and any process sharing the file) writes after that is kept.
+        self._fresh = not self.reuse
 
     @property
     def lock_path(self) -> Path:
@@ -84,7 +87,7 @@ class SharedResults:
 
     def load(self) -> list[Run]:
         """The runs on disk of the same setup (another process may be adding to the same file)."""
-        if not (self.reuse and self.json_path.is_file()):
+        if self._fresh or not self.json_path.is_file():
             return []
         previous = json.loads(self.json_path.read_text())
         return previous.get("runs", []) if all(previous.get(k) == v for k, v in self.setup.items()) else []
@@ -103,6 +106,7 @@ class SharedResults:
             compute = sum(float(r["seconds"]) for r in runs)
             atomic_write_text(self.json_path, json.dumps(dict(self.payload(runs, compute)), indent=1) + "\n")
             atomic_write_text(self.md_path, self.markdown(runs, compute) + "\n")
+            self._fresh = False
         return runs
 
 

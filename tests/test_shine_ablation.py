@@ -1,6 +1,6 @@
 """benchmarks/shine_ablation.py: the novel-composition subset is exactly the sentences with ``novels``
 and is scored by the one evaluator, the table aggregates seeds as documented, and one ``--quick`` run
-generates the negatives, trains both rows, scores finite metrics on both subsets, writes both files
+generates the negatives, trains the three rows, scores finite metrics on both subsets, writes both files
 and is skipped when rerun."""
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def test_the_rows_are_the_base_recipe_and_its_shine_recipe(shine_ablation: Modul
         shine = load_config(shine_ablation.recipe_path(family, "shine"))
         assert base.model.get("shine") is None and shine.model.get("shine") is not None
         assert base.family.name == shine.family.name == family
+        light = load_config(
+            shine_ablation.recipe_path(family, "shine_light"),
+            list(shine_ablation.ROW_OVERRIDES["shine_light"]),
+        )
+        assert light.model["loss_weights"]["shine_coarse"] == light.model["loss_weights"]["shine_fine"] == 0.1
+        assert shine.model["loss_weights"]["shine_coarse"] == shine.model["loss_weights"]["shine_fine"] == 1.0
 
 
 def test_the_novel_subset_is_scored_by_the_evaluator(shine_ablation: ModuleType, tmp_path: Path) -> None:
@@ -93,7 +99,10 @@ def test_quick_run(shine_ablation: ModuleType, tmp_path: Path, capsys: pytest.Ca
     assert [(r["family"], r["row"], r["seed"]) for r in record["runs"]] == [
         ("qd_detr", "base", 3),
         ("qd_detr", "shine", 3),
+        ("qd_detr", "shine_light", 3),
     ]
+    light = record["runs"][2]["overrides"]
+    assert "model.loss_weights.shine_coarse=0.1" in light and "model.loss_weights.shine_fine=0.1" in light
     for done in record["runs"]:
         assert done["sentences"] == {"all": 20, "novel": 3}
         for subset in ("all", "novel"):
@@ -103,9 +112,10 @@ def test_quick_run(shine_ablation: ModuleType, tmp_path: Path, capsys: pytest.Ca
     assert record["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in record["runs"]))
     table = (tmp_path / "results" / "shine_ablation_quick.md").read_text()
     assert "| QD-DETR | 1 |" in table and "| QD-DETR + SHINE | 1 |" in table and "| prior (i, n)" in table
+    assert "| QD-DETR + SHINE (λ_cr = λ_fr = 0.1) | 1 |" in table
     assert "--families qd_detr" in table  # the command
     assert "QD-DETR + SHINE seed 3:" in capsys.readouterr().out
-    # Rerun: both runs are kept, not trained again.
+    # Rerun: the runs are kept, not trained again.
     assert shine_ablation.main(argv) == 0
     assert "seed 3:" not in capsys.readouterr().out
     again = json.loads((tmp_path / "results" / "shine_ablation_quick.json").read_text())
