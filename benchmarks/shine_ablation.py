@@ -150,6 +150,7 @@ def _run(
     family: str, row: str, seed: int, data: SyntheticPaths, negatives: Path, out: Path, recipe: Sequence[str]
 ) -> dict[str, Any]:
     """Train and score one (family, row, seed); returns its JSON record."""
+    from higround.engine.checkpoint import load_checkpoint
     from higround.engine.config import load_config  # the engine pulls in Lightning
     from higround.engine.evaluation import open_checkpoint
     from higround.engine.trainer import fit
@@ -169,11 +170,10 @@ def _run(
         "trainer.progress_bar=false",
         *recipe,
     ]
-    # Lightning's "epoch" is the index of the last finished epoch.
     resumed = None
     if last.is_file():
-        resumed = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
-    if resumed is not None:
+        epoch = load_checkpoint(last).epoch  # Lightning's: the index of the last finished epoch
+        resumed = None if epoch is None else epoch + 1
         overrides.append(f"resume={last}")
     started = time.perf_counter()
     config = load_config(recipe_path(family, row), overrides)

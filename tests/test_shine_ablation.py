@@ -120,3 +120,10 @@ def test_quick_run(shine_ablation: ModuleType, tmp_path: Path, capsys: pytest.Ca
     assert "seed 3:" not in capsys.readouterr().out
     again = json.loads((tmp_path / "results" / "shine_ablation_quick.json").read_text())
     assert again["runs"] == record["runs"]
+    assert all(r["resumed_after_epochs"] is None for r in record["runs"])
+    # Without reuse, each run goes on from its run folder's last.ckpt (after its one epoch): nothing
+    # is left to train and the scores are the same.
+    assert shine_ablation.main([*argv, "--no-reuse"]) == 0
+    resumed = json.loads((tmp_path / "results" / "shine_ablation_quick.json").read_text())["runs"]
+    assert [r["resumed_after_epochs"] for r in resumed] == [1, 1, 1]
+    assert [r["metrics"] for r in resumed] == [r["metrics"] for r in record["runs"]]
